@@ -1,0 +1,276 @@
+"""Typed configuration: dataclasses registered with Hydra's ConfigStore, validated at start-up.
+
+Groups: ``data`` (rooms, multiscale, npz), ``model``, ``regularizer`` (sigreg, ema, vicreg, none),
+``optim``, ``experiment`` (YAML files in ``hjepa/conf/experiment``). The primary config is
+``hjepa/conf/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+__all__ = [
+    "DataConfig", "RoomsDataConfig", "MultiscaleDataConfig", "NpzDataConfig",
+    "ModelConfig", "RegularizerConfig", "OptimConfig", "TrainConfig", "EvalConfig",
+    "TrackingConfig", "Config", "ConfigError", "register_configs", "validate_config",
+    "level_strides", "min_clip_len", "level_regularizers", "ENCODERS", "TOPDOWN_MODES",
+    "PRED_LOSSES", "SUMMARIZERS", "TARGET_MODES",
+]
+
+ENCODERS = ("conv", "vit", "mlp")
+TOPDOWN_MODES = ("last", "pred", "none")
+PRED_LOSSES = ("l2", "l1", "smooth_l1")
+SUMMARIZERS = ("latents", "frames")
+TARGET_MODES = ("ema", "stopgrad")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value: names the key, the value and what is allowed."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        super().__init__(f"invalid config: {key}={value!r} — {allowed}")
+        self.key, self.value, self.allowed = key, value, allowed
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    clip_len: int = 16  # frames per training clip
+    episode_len: int = 64  # frames per generated episode
+    num_train_episodes: int = 512
+    num_eval_episodes: int = 64
+    batch_size: int = 32
+    seed: int = 0  # generation seed (independent of the training seed)
+    cache_dir: str = "${oc.env:HJEPA_CACHE,.cache/hjepa}"
+    image_size: int = 32
+
+
+@dataclass
+class RoomsDataConfig(DataConfig):
+    name: str = "rooms"
+    grid: List[int] = field(default_factory=lambda: [2, 2])  # rows, cols
+    door_width: float = 0.4
+    max_speed: float = 0.12
+    action_noise: float = 0.5
+
+
+@dataclass
+class MultiscaleDataConfig(DataConfig):
+    name: str = "multiscale"
+    clip_len: int = 32
+    episode_len: int = 128
+    num_objects: int = 2
+    regime_period: int = 50  # mean steps between slow-regime switches
+    speed: float = 0.08
+
+
+@dataclass
+class NpzDataConfig(DataConfig):
+    """User data: an ``.npz`` with ``obs``, ``actions`` and optional ``state`` arrays."""
+
+    name: str = "npz"
+    path: str = MISSING
+    eval_fraction: float = 0.1
+
+
+# --------------------------------------------------------------------------- model
+@dataclass
+class ModelConfig:
+    depth: int = 2  # number of levels; 1 = a flat action-conditioned JEPA
+    stride: int = 4  # default clock ratio between consecutive levels
+    strides: Optional[List[int]] = None  # one per level above 0; overrides `stride`
+    latent_dim: int = 64  # width of every level's latent (D_k)
+    encoder: str = "conv"  # level-0 frame encoder: conv | vit | mlp (vector observations)
+    encoder_width: int = 32  # conv channels / ViT width
+    patch_size: int = 8  # ViT patch size
+    vit_layers: int = 2
+    pred_dim: int = 128  # temporal predictor width
+    pred_layers: int = 2
+    pred_heads: int = 4
+    action_dim_k: int = 16  # macro-action width at levels >= 1
+    summarizer: str = "latents"  # levels >= 1 summarise lower latents, or re-encode raw frames
+    topdown: str = "last"  # last | pred | none: what the level above passes down
+    topdown_detach: bool = True  # no gradient from level k-1's loss into level k through context
+    detach_bottom_up: bool = False  # level k's loss does not train level k-1's encoder
+    pred_loss: str = "l2"  # l2 | l1 | smooth_l1
+    layernorm_targets: bool = False  # compare layer-normed latents
+    loss_weights: Optional[List[float]] = None  # w_k, default all 1
+    rollout_horizon: Optional[List[int]] = None  # H_k autoregressive rollout steps, default all 0
+    attention_backend: str = "auto"  # auto | sdpa | xformers
+    init_from: Optional[str] = None  # checkpoint path or MLflow run id to initialise weights
+
+
+# --------------------------------------------------------------------------- regulariser
+@dataclass
+class RegularizerConfig:
+    name: str = "sigreg"  # sigreg | ema | vicreg | none
+    weight: float = 0.1  # λ; sigreg uses (1-λ)·pred + λ·SIGReg, others pred + λ·reg
+    per_level: Optional[List[str]] = None  # a name per level, overrides `name` level by level
+    target: Optional[str] = None  # ema | stopgrad; default: ema for `ema`, else stopgrad
+    ema_momentum: float = 0.996  # start value, ramped to ema_momentum_end
+    ema_momentum_end: float = 1.0
+    num_directions: int = 256
+    num_knots: int = 17
+    t_max: float = 3.0
+    std_target: float = 1.0
+    cov_weight: float = 0.04
+    seed: int = "${seed}"  # type: ignore[assignment]
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.99])
+    warmup_steps: int = 30
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 300
+    log_every: int = 10
+    eval_every: int = 100
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    resume: bool = False
+    max_nonfinite: int = 5  # consecutive non-finite losses tolerated (skipped) before stopping
+    threads: int = 0  # torch CPU threads; 0 = leave torch's default
+    device: str = "auto"
+    progress: bool = True
+    collapse_alarm_ratio: float = 0.2  # warn when RankMe < ratio · its first eval value
+    collapse_stop: bool = False
+
+
+@dataclass
+class EvalConfig:
+    num_clips: int = 128  # held-out clips per evaluation
+    probe_l2: float = 1e-3
+
+
+@dataclass
+class TrackingConfig:
+    uri: Optional[str] = None  # default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
+    experiment: str = "hjepa"
+    run_name: Optional[str] = None
+    enabled: bool = True
+
+
+@dataclass
+class Config:
+    defaults: List[Any] = field(default_factory=lambda: [
+        "_self_", {"data": "rooms"}, {"model": "default"}, {"regularizer": "sigreg"},
+        {"optim": "adamw"}, {"experiment": None}])
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    regularizer: RegularizerConfig = MISSING
+    optim: OptimConfig = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = 0
+    out_dir: str = "."  # checkpoints go to <out_dir>/checkpoints; Hydra sets cwd per job
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="hjepa_schema", node=Config)
+    cs.store(group="data", name="rooms", node=RoomsDataConfig)
+    cs.store(group="data", name="multiscale", node=MultiscaleDataConfig)
+    cs.store(group="data", name="npz", node=NpzDataConfig)
+    cs.store(group="model", name="default", node=ModelConfig)
+    cs.store(group="model", name="flat", node=ModelConfig(depth=1))
+    for name in ("sigreg", "ema", "vicreg", "none"):
+        weight = {"sigreg": 0.1, "vicreg": 1.0}.get(name, 0.0)
+        cs.store(group="regularizer", name=name, node=RegularizerConfig(name=name, weight=weight))
+    cs.store(group="optim", name="adamw", node=OptimConfig)
+
+
+# --------------------------------------------------------------------------- derived values
+def level_strides(model: ModelConfig | DictConfig) -> list[int]:
+    """Clock ratio of each level to the one below: ``[1, s_1, …, s_{N-1}]`` (level 0 is 1)."""
+    if model.strides is not None:
+        return [1, *[int(s) for s in model.strides]]
+    return [1] + [int(model.stride)] * (int(model.depth) - 1)
+
+
+def min_clip_len(model: ModelConfig | DictConfig) -> int:
+    """Shortest clip with at least two steps at the top level: ``2 · Π s_k``."""
+    return 2 * math.prod(level_strides(model))
+
+
+def level_regularizers(reg: RegularizerConfig | DictConfig, depth: int) -> list[str]:
+    return list(reg.per_level) if reg.per_level is not None else [reg.name] * depth
+
+
+def validate_config(cfg: Config | DictConfig) -> None:
+    """Reject invalid values at start-up with the offending key and the allowed values."""
+    from .regularizers import REGULARIZERS
+
+    m, r, o, d, t = cfg.model, cfg.regularizer, cfg.optim, cfg.data, cfg.train
+    if m.depth < 1:
+        raise ConfigError("model.depth", m.depth, "must be an integer >= 1 (1 = flat JEPA)")
+    if m.strides is not None and len(m.strides) != m.depth - 1:
+        raise ConfigError("model.strides", list(m.strides),
+                          f"needs one stride per level above 0: {m.depth - 1} value(s) for model.depth={m.depth}")
+    if any(s < 1 for s in level_strides(m)):
+        raise ConfigError("model.strides" if m.strides is not None else "model.stride",
+                          m.strides if m.strides is not None else m.stride, "strides must be integers >= 1")
+    need = min_clip_len(m)
+    if d.clip_len < need:
+        raise ConfigError("data.clip_len", d.clip_len,
+                          f"too short for strides {level_strides(m)[1:]}: the minimum length is {need} "
+                          f"(2 steps at the top level); raise data.clip_len or lower model.depth/strides")
+    if d.episode_len < d.clip_len:
+        raise ConfigError("data.episode_len", d.episode_len, f"must be >= data.clip_len={d.clip_len}")
+    for key, val, allowed in (("model.encoder", m.encoder, ENCODERS), ("model.topdown", m.topdown, TOPDOWN_MODES),
+                              ("model.pred_loss", m.pred_loss, PRED_LOSSES),
+                              ("model.summarizer", m.summarizer, SUMMARIZERS),
+                              ("model.attention_backend", m.attention_backend, ("auto", "sdpa", "xformers"))):
+        if val not in allowed:
+            raise ConfigError(key, val, f"allowed values: {', '.join(allowed)}")
+    names = level_regularizers(r, m.depth)
+    if r.per_level is not None and len(names) != m.depth:
+        raise ConfigError("regularizer.per_level", names, f"needs {m.depth} names, one per level")
+    for i, name in enumerate(names):
+        if name not in REGULARIZERS:
+            key = f"regularizer.per_level[{i}]" if r.per_level is not None else "regularizer"
+            raise ConfigError(key, name, f"allowed values: {', '.join(sorted(REGULARIZERS))}")
+    if r.target is not None and r.target not in TARGET_MODES:
+        raise ConfigError("regularizer.target", r.target, f"allowed values: {', '.join(TARGET_MODES)}")
+    if not 0 <= r.weight <= (1 if r.name == "sigreg" else math.inf):
+        raise ConfigError("regularizer.weight", r.weight, "must be >= 0 (and <= 1 for sigreg)")
+    if not 0 <= r.ema_momentum <= r.ema_momentum_end <= 1:
+        raise ConfigError("regularizer.ema_momentum", r.ema_momentum, "need 0 <= ema_momentum <= ema_momentum_end <= 1")
+    for key, lst in (("model.loss_weights", m.loss_weights), ("model.rollout_horizon", m.rollout_horizon)):
+        if lst is not None and len(lst) != m.depth:
+            raise ConfigError(key, list(lst), f"needs {m.depth} values, one per level")
+        if lst is not None and any(v < 0 for v in lst):
+            raise ConfigError(key, list(lst), "values must be >= 0")
+    if o.lr <= 0 or not math.isfinite(o.lr):
+        raise ConfigError("optim.lr", o.lr, "must be a positive finite number")
+    if o.weight_decay < 0:
+        raise ConfigError("optim.weight_decay", o.weight_decay, "must be >= 0")
+    if o.grad_clip < 0:
+        raise ConfigError("optim.grad_clip", o.grad_clip, "must be >= 0 (0 disables clipping)")
+    for key, val, lo in (("train.steps", t.steps, 1), ("train.log_every", t.log_every, 1),
+                         ("train.eval_every", t.eval_every, 1), ("train.checkpoint_every", t.checkpoint_every, 1),
+                         ("train.keep_checkpoints", t.keep_checkpoints, 1), ("data.batch_size", d.batch_size, 2),
+                         ("model.latent_dim", m.latent_dim, 1), ("data.num_eval_episodes", d.num_eval_episodes, 2)):
+        if val < lo:
+            raise ConfigError(key, val, f"must be >= {lo}")
+    if m.encoder == "vit" and d.image_size % m.patch_size:
+        raise ConfigError("model.patch_size", m.patch_size, f"must divide data.image_size={d.image_size}")
+    if m.pred_dim % m.pred_heads:
+        raise ConfigError("model.pred_heads", m.pred_heads, f"must divide model.pred_dim={m.pred_dim}")
+
+
+def to_container(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
