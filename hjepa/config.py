@@ -165,9 +165,6 @@ class TrackingConfig:
 
 @dataclass
 class Config:
-    defaults: List[Any] = field(default_factory=lambda: [
-        "_self_", {"data": "rooms"}, {"model": "default"}, {"regularizer": "sigreg"},
-        {"optim": "adamw"}, {"experiment": None}])
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
     regularizer: RegularizerConfig = MISSING

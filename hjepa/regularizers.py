@@ -104,13 +104,14 @@ class SIGReg(nn.Module):
         self.t_max = t_max
         self.fixed_directions = directions
         self.seed = seed
-        self._calls = 0
+        # number of draws so far: a buffer, so checkpoints restore the direction stream exactly
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
 
     def _directions(self, dim: int, device, dtype) -> Tensor:
         if self.fixed_directions is not None:
             return self.fixed_directions.to(device=device, dtype=dtype)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self._calls)
-        self._calls += 1
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.calls))
+        self.calls += 1
         return random_directions(dim, self.num_directions, generator=g).to(device=device, dtype=dtype)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -125,12 +126,6 @@ class SIGReg(nn.Module):
             world = torch.distributed.get_world_size()
             re, im, n = all_reduce(re) / world, all_reduce(im) / world, n * world
         return _ep_from_ecf(re, im, t, w, n).mean()
-
-    def state_dict_extra(self) -> dict:
-        return {"calls": self._calls}
-
-    def load_state_dict_extra(self, state: dict) -> None:
-        self._calls = int(state.get("calls", 0))
 
 
 class VICReg(nn.Module):

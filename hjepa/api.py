@@ -1,0 +1,139 @@
+"""Library API for notebooks and the CLI tools: compose configs, build models, load trained runs,
+and read embeddings and energies of a batch."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from .config import register_configs, validate_config
+from .data import DataBundle, build_data
+from .evaluation import shuffle_permutation
+from .models import HJEPA, JEPAOutput, build_hjepa
+from .tracking import resolve_tracking_uri
+
+__all__ = ["compose", "build_model", "load_run", "LoadedRun", "resolve_checkpoint", "load_weights_into"]
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def compose(overrides: Sequence[str] = (), out_dir: str = ".") -> DictConfig:
+    """The resolved training config for Hydra-style ``overrides`` (no Hydra run directory)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    conf_dir = str(Path(__file__).parent / "conf")
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=[*overrides, f"out_dir={out_dir}"])
+    validate_config(cfg)
+    return cfg
+
+
+def build_model(cfg: DictConfig, data: DataBundle | None = None, obs_shape=None, action_dim: int | None = None) -> HJEPA:
+    """An untrained ``HJEPA`` for ``cfg``; shapes from ``data`` (or ``obs_shape``/``action_dim``)."""
+    validate_config(cfg)
+    if data is not None:
+        obs_shape, action_dim = data.obs_shape, data.action_dim
+    if obs_shape is None or action_dim is None:
+        raise ValueError("build_model needs a DataBundle or both obs_shape and action_dim")
+    return build_hjepa(cfg.model, cfg.regularizer, tuple(obs_shape), int(action_dim))
+
+
+def resolve_checkpoint(ref: str | Path) -> Path:
+    """A checkpoint file from a path, a run directory, a ``checkpoints/`` directory or an MLflow run id."""
+    p = Path(ref)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        for d in (p, p / "checkpoints"):
+            last = latest_checkpoint(d)
+            if last is not None:
+                return last
+        raise CheckpointError(f"no step_XXXXXXXX.pt checkpoint in {p} or {p / 'checkpoints'}")
+    if _RUN_ID.match(str(ref)):
+        import mlflow
+
+        mlflow.set_tracking_uri(resolve_tracking_uri())
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=str(ref), artifact_path="checkpoints")
+        except Exception as e:  # noqa: BLE001 — any MLflow failure becomes one clear message
+            raise CheckpointError(f"could not fetch the checkpoint of MLflow run {ref} from {resolve_tracking_uri()} "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); check MLFLOW_TRACKING_URI "
+                                  "or pass a checkpoint path") from e
+        last = latest_checkpoint(local)
+        if last is None:
+            raise CheckpointError(f"MLflow run {ref} has no checkpoint artifact (did it finish?)")
+        return last
+    raise CheckpointError(f"{ref!r} is neither a checkpoint file, a run directory nor an MLflow run id")
+
+
+def load_weights_into(model: HJEPA, ref: str | Path) -> Path:
+    """Initialise ``model`` from a trained checkpoint (``model.init_from``), through the safe loader."""
+    path = resolve_checkpoint(ref)
+    ck = load_checkpoint(path)
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"model.init_from={ref}: the checkpoint's weights do not fit this model "
+                              f"({str(e).splitlines()[0][:300]}); use the same model.* settings") from e
+    return path
+
+
+@dataclass
+class LoadedRun:
+    """A trained model with its config: embeddings and energies of batches."""
+
+    model: HJEPA
+    cfg: DictConfig
+    step: int
+    path: Path
+    factor_names: list[str]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def forward(self, batch: dict[str, Tensor]) -> JEPAOutput:
+        self.model.eval()
+        return self.model(batch["obs"].to(self.device), batch["actions"].to(self.device))
+
+    def embed(self, batch: dict[str, Tensor]) -> list[Tensor]:
+        """Online latents per level: ``[(B, T_k, D), …]``."""
+        return [z.cpu() for z in self.forward(batch).z]
+
+    def energies(self, batch: dict[str, Tensor], seed: int = 0) -> list[dict[str, Tensor]]:
+        """Per level: energies ``(B, T_k − 1)`` of true pairs and of shuffled (incompatible) pairs."""
+        out = self.forward(batch)
+        perm = shuffle_permutation(batch["obs"].shape[0], seed).to(self.device)
+        return [{"true": self.model.energy(out, k).cpu(), "shuffled": self.model.energy(out, k, perm).cpu()}
+                for k in range(self.model.depth)]
+
+    def data(self) -> DataBundle:
+        """The datasets this run was trained on (regenerated or read from the cache)."""
+        return build_data(self.cfg)
+
+
+def load_run(ref: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Load a trained model from a checkpoint path, run directory or MLflow run id."""
+    path = resolve_checkpoint(ref)
+    ck = load_checkpoint(path, map_location=device)
+    cfg = OmegaConf.create(ck["config"])
+    meta = ck.get("data", {})
+    model = build_hjepa(cfg.model, cfg.regularizer, tuple(meta["obs_shape"]), int(meta["action_dim"]))
+    try:
+        model.load_state_dict(ck["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not match the stored config ({str(e).splitlines()[0][:300]})") from e
+    model.to(device).eval()
+    return LoadedRun(model, cfg, int(ck["step"]), path, list(meta.get("factor_names", [])))

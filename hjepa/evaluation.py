@@ -1,0 +1,74 @@
+"""Held-out evaluation of every level: rank, collapse, energy gap, prediction error, probes."""
+
+from __future__ import annotations
+
+import torch
+from einops import reduce
+from torch import Tensor
+
+from .metrics import collapse_report, ridge_probe_r2
+from .models.hjepa import HJEPA, JEPAOutput
+
+__all__ = ["evaluate", "level_factors", "shuffle_permutation"]
+
+
+def shuffle_permutation(n: int, seed: int = 0) -> Tensor:
+    """A derangement-like permutation of ``n`` clips (a cyclic shift of a random order): no clip
+    is paired with itself."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(n, generator=g)
+    perm = torch.empty_like(order)
+    perm[order] = order.roll(1)
+    return perm
+
+
+def level_factors(state: Tensor, span: int, steps: int) -> Tensor:
+    """Ground-truth factors at a level's clock: the mean over each window of ``span`` frames.
+
+    ``state (B, T, F)`` → ``(B, steps, F)``.
+    """
+    return reduce(state[:, : steps * span], "b (n s) f -> b n f", "mean", s=span)
+
+
+@torch.no_grad()
+def evaluate(model: HJEPA, batch: dict[str, Tensor], factor_names: list[str], probe_l2: float = 1e-3,
+             device: torch.device | str = "cpu") -> dict[str, float]:
+    """Metrics named ``eval/level{k}/<name>`` on a fixed held-out batch.
+
+    Per level: ``rankme``, ``std_mean``, ``cosine_mean``, ``sigreg_stat``, ``powerlaw_alpha``;
+    ``energy_true``, ``energy_shuffled``, ``energy_gap`` (shuffled − true); ``pred_error_norm``
+    (one-step error at the level's own clock divided by the target variance: 1 = no better than
+    predicting the mean); ``probe_r2/<factor>`` (ridge on frozen latents, fit on even episodes and
+    scored on odd ones).
+    """
+    was_training = model.training
+    model.eval()
+    obs, act = batch["obs"].to(device), batch["actions"].to(device)
+    out: JEPAOutput = model(obs, act)
+    state, episode = batch["state"], batch["episode"]
+    train_mask = episode % 2 == 0
+    perm = shuffle_permutation(obs.shape[0]).to(device)
+    metrics: dict[str, float] = {}
+    for k in range(model.depth):
+        p = f"eval/level{k}/"
+        z = out.z[k].float().cpu()
+        flat = z.reshape(-1, z.shape[-1])
+        for name, val in collapse_report(flat).items():
+            metrics[p + name] = val
+        e_true = model.energy(out, k).mean().item()
+        e_shuf = model.energy(out, k, perm).mean().item()
+        metrics[p + "energy_true"], metrics[p + "energy_shuffled"] = e_true, e_shuf
+        metrics[p + "energy_gap"] = e_shuf - e_true
+        tgt = out.target[k][:, 1:].float()
+        var = (tgt - tgt.mean((0, 1))).square().mean().clamp_min(1e-12)
+        err = (out.pred[k][:, :-1].float() - tgt).square().mean()
+        metrics[p + "pred_error_norm"] = float(err / var)
+        if state.shape[-1] and train_mask.any() and (~train_mask).any():
+            y = level_factors(state.float(), model.spans[k], z.shape[1])
+            tr, te = train_mask, ~train_mask
+            r2 = ridge_probe_r2(z[tr].reshape(-1, z.shape[-1]), y[tr].reshape(-1, y.shape[-1]),
+                                z[te].reshape(-1, z.shape[-1]), y[te].reshape(-1, y.shape[-1]), l2=probe_l2)
+            for name, v in zip(factor_names, r2.tolist()):
+                metrics[f"{p}probe_r2/{name}"] = v
+    model.train(was_training)
+    return metrics

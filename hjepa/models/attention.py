@@ -1,0 +1,82 @@
+"""Multi-head self-attention with a pluggable kernel.
+
+``sdpa`` (torch's ``scaled_dot_product_attention``) is the default everywhere; ``xformers``'s
+memory-efficient attention is used when the backend is ``auto`` or ``xformers``, xformers is
+importable, and the tensors live on CUDA (xformers has no CPU kernels).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+__all__ = ["SelfAttention", "Block", "xformers_available", "resolve_backend"]
+
+
+@functools.cache
+def xformers_available() -> bool:
+    try:
+        import xformers.ops  # noqa: F401
+    except Exception:  # ImportError, or a broken CUDA build
+        return False
+    return True
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """The kernel actually used for ``backend`` ∈ {auto, sdpa, xformers} on ``device``."""
+    if backend not in ("auto", "sdpa", "xformers"):
+        raise ValueError(f"unknown attention backend {backend!r}; choose auto, sdpa or xformers")
+    if backend == "sdpa":
+        return "sdpa"
+    if device.type == "cuda" and xformers_available():
+        return "xformers"
+    if backend == "xformers":
+        raise RuntimeError("model.attention_backend=xformers needs the xformers package and CUDA tensors; "
+                           "install hjepa[cuda] on a GPU machine or use attention_backend=auto")
+    return "sdpa"
+
+
+class SelfAttention(nn.Module):
+    """``x (B, L, D)`` → ``(B, L, D)``; ``causal=True`` masks attention to the future."""
+
+    def __init__(self, dim: int, heads: int, backend: str = "auto"):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
+        self.heads, self.backend = heads, backend
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, causal: bool = False) -> Tensor:
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        if resolve_backend(self.backend, x.device) == "xformers":
+            import xformers.ops as xops
+
+            q, k, v = (rearrange(t, "b l (h d) -> b l h d", h=self.heads) for t in (q, k, v))
+            bias = xops.LowerTriangularMask() if causal else None
+            out = xops.memory_efficient_attention(q, k, v, attn_bias=bias)
+            out = rearrange(out, "b l h d -> b l (h d)")
+        else:
+            q, k, v = (rearrange(t, "b l (h d) -> b h l d", h=self.heads) for t in (q, k, v))
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            out = rearrange(out, "b h l d -> b l (h d)")
+        return self.proj(out)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x + attn(LN x)``, ``x + MLP(LN x)``."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, backend: str = "auto"):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads, backend)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: Tensor, causal: bool = False) -> Tensor:
+        x = x + self.attn(self.norm1(x), causal=causal)
+        return x + self.mlp(self.norm2(x))

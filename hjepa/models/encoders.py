@@ -1,0 +1,127 @@
+"""Encoders: frame encoders for level 0 (conv, ViT, MLP for vector data), the bottom-up window
+summariser of levels ≥ 1, and the macro-action encoder. Chosen by name via ``FRAME_ENCODERS``."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from .attention import Block
+
+__all__ = ["ConvEncoder", "ViTEncoder", "MLPEncoder", "WindowEncoder", "FRAME_ENCODERS", "build_frame_encoder"]
+
+
+class _PerStep(nn.Module):
+    """Applies a per-frame network to every time step: ``(B, T, *obs)`` → ``(B, T, D)``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        b = x.shape[0]
+        z = self.encode_frames(rearrange(x, "b t ... -> (b t) ..."))
+        return rearrange(z, "(b t) d -> b t d", b=b)
+
+    def encode_frames(self, x: Tensor) -> Tensor:  # (N, *obs) -> (N, D)
+        raise NotImplementedError
+
+
+class ConvEncoder(_PerStep):
+    """Small conv net: 4 stride-2 conv blocks (GroupNorm, GELU), then a linear head.
+
+    ``(B, T, C, H, W)`` → ``(B, T, D)``; no normalisation on the output, so regularisers see the
+    raw embedding distribution.
+    """
+
+    def __init__(self, obs_shape: tuple[int, ...], dim: int, width: int = 32):
+        super().__init__()
+        c, h, w = obs_shape
+        chans = [c, width, 2 * width, 2 * width, 2 * width]
+        layers: list[nn.Module] = []
+        for cin, cout in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(8 if cout % 8 == 0 else 1, cout),
+                       nn.GELU()]
+        self.net = nn.Sequential(*layers)
+        with torch.no_grad():
+            flat = self.net(torch.zeros(1, c, h, w)).numel()
+        self.head = nn.Linear(flat, dim)
+
+    def encode_frames(self, x: Tensor) -> Tensor:
+        return self.head(self.net(x).flatten(1))
+
+
+class ViTEncoder(_PerStep):
+    """Small ViT: patch embedding, learned positions, ``layers`` attention blocks, mean pool.
+
+    ``(B, T, C, H, W)`` → ``(B, T, D)``.
+    """
+
+    def __init__(self, obs_shape: tuple[int, ...], dim: int, width: int = 64, patch_size: int = 8,
+                 layers: int = 2, heads: int = 4, backend: str = "auto"):
+        super().__init__()
+        c, h, w = obs_shape
+        if h % patch_size or w % patch_size:
+            raise ValueError(f"ViT patch size {patch_size} must divide the frame size {h}x{w}")
+        width = max(width, heads * 8)
+        width -= width % heads
+        self.patch = nn.Conv2d(c, width, patch_size, stride=patch_size)
+        self.pos = nn.Parameter(torch.randn(1, (h // patch_size) * (w // patch_size), width) * 0.02)
+        self.blocks = nn.ModuleList(Block(width, heads, backend=backend) for _ in range(layers))
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, dim)
+
+    def encode_frames(self, x: Tensor) -> Tensor:
+        tok = rearrange(self.patch(x), "n d h w -> n (h w) d") + self.pos
+        for blk in self.blocks:
+            tok = blk(tok)
+        return self.head(self.norm(tok).mean(1))
+
+
+class MLPEncoder(_PerStep):
+    """Vector observations ``(B, T, D_in)`` → ``(B, T, D)``."""
+
+    def __init__(self, obs_shape: tuple[int, ...], dim: int, width: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(math.prod(obs_shape), width), nn.GELU(), nn.Linear(width, width),
+                                 nn.GELU(), nn.Linear(width, dim))
+
+    def encode_frames(self, x: Tensor) -> Tensor:
+        return self.net(x.flatten(1))
+
+
+FRAME_ENCODERS = {"conv": ConvEncoder, "vit": ViTEncoder, "mlp": MLPEncoder}
+
+
+def build_frame_encoder(name: str, obs_shape: tuple[int, ...], dim: int, width: int, *, patch_size: int = 8,
+                        vit_layers: int = 2, heads: int = 4, backend: str = "auto") -> nn.Module:
+    if name not in FRAME_ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; choose one of {sorted(FRAME_ENCODERS)}")
+    if name in ("conv", "vit") and len(obs_shape) != 3:
+        raise ValueError(f"encoder {name!r} needs image observations (C, H, W), got per-step shape {obs_shape}; "
+                         "use model.encoder=mlp for vector data")
+    if name == "vit":
+        return ViTEncoder(obs_shape, dim, width=max(width, 64), patch_size=patch_size, layers=vit_layers,
+                          heads=heads, backend=backend)
+    if name == "mlp":
+        return MLPEncoder(obs_shape, dim, width=max(width, 128))
+    return ConvEncoder(obs_shape, dim, width)
+
+
+class WindowEncoder(nn.Module):
+    """Summarises non-overlapping windows of ``window`` consecutive vectors.
+
+    ``(B, T, D_in)`` → ``(B, T // window, D_out)``: an MLP over each flattened window (a trailing
+    remainder of fewer than ``window`` steps is dropped). Used bottom-up for latents and for
+    macro-actions.
+    """
+
+    def __init__(self, window: int, dim_in: int, dim_out: int, hidden: int = 256):
+        super().__init__()
+        self.window = window
+        self.net = nn.Sequential(nn.LayerNorm(window * dim_in), nn.Linear(window * dim_in, hidden), nn.GELU(),
+                                 nn.Linear(hidden, dim_out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = x.shape[1] // self.window
+        w = rearrange(x[:, : n * self.window], "b (n s) d -> b n (s d)", s=self.window)
+        return self.net(w)

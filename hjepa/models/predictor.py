@@ -1,0 +1,56 @@
+"""The causal temporal predictor of one level."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .attention import Block
+
+__all__ = ["LevelPredictor", "sinusoidal_positions"]
+
+
+def sinusoidal_positions(length: int, dim: int, device=None, dtype=torch.float32) -> Tensor:
+    """Fixed sin/cos position codes ``(length, dim)`` — no maximum sequence length."""
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10_000.0) / dim))
+    pe = torch.zeros(length, dim, device=device)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return pe.to(dtype)
+
+
+class LevelPredictor(nn.Module):
+    """``ẑ[t+1] = pred(z[≤t], a[≤t], ctx[t])`` — a causal transformer over the level's time axis.
+
+    Token at step t = ``W_z z[t] + W_a a[t] + W_c ctx[t] + pos[t]`` (the action enters additively,
+    a FiLM-free form of action tokens); causal self-attention; a linear read-out.
+
+    Shapes: ``z (B, T, D)``, ``a (B, T, A)``, ``ctx (B, T, D_ctx)`` or ``None`` → ``(B, T, D)``,
+    where output ``t`` is the prediction of ``z[t + 1]``.
+    """
+
+    def __init__(self, dim: int, action_dim: int, ctx_dim: int | None, width: int = 128, layers: int = 2,
+                 heads: int = 4, backend: str = "auto"):
+        super().__init__()
+        self.width = width
+        self.z_in = nn.Linear(dim, width)
+        self.a_in = nn.Linear(action_dim, width)
+        self.c_in = nn.Linear(ctx_dim, width) if ctx_dim else None
+        self.blocks = nn.ModuleList(Block(width, heads, backend=backend) for _ in range(layers))
+        self.norm = nn.LayerNorm(width)
+        self.out = nn.Linear(width, dim)
+
+    def forward(self, z: Tensor, a: Tensor, ctx: Tensor | None = None) -> Tensor:
+        if a.shape[:2] != z.shape[:2]:
+            raise ValueError(f"actions {tuple(a.shape)} and latents {tuple(z.shape)} disagree on (B, T)")
+        h = self.z_in(z) + self.a_in(a) + sinusoidal_positions(z.shape[1], self.width, z.device, z.dtype)
+        if self.c_in is not None:
+            if ctx is None:
+                raise ValueError("this level was built with top-down context; pass ctx (B, T, D_ctx)")
+            h = h + self.c_in(ctx)
+        for blk in self.blocks:
+            h = blk(h, causal=True)
+        return self.out(self.norm(h))
