@@ -20,6 +20,7 @@ __all__ = [
     "per_dim_std",
     "mean_pairwise_cosine",
     "powerlaw_alpha",
+    "fit_powerlaw",
     "sigreg_stat",
     "ridge_probe_r2",
     "collapse_report",
@@ -85,16 +86,20 @@ def mean_pairwise_cosine(z: Tensor, eps: float = 1e-8) -> float:
 
 
 @torch.no_grad()
-def powerlaw_alpha(z: Tensor, fit_range: tuple[float, float] = (0.0, 1.0), eps: float = 1e-12) -> float:
-    """α of a power-law fit ``λ_i ∝ i^{−α}`` to the covariance eigenspectrum (least squares in
-    log–log), on the fraction ``fit_range`` of the ranked eigenvalues (default: all non-zero)."""
-    lam = eigenspectrum(z)
-    lam = lam[lam > eps * lam.max().clamp_min(eps)]
+def fit_powerlaw(spectrum: Tensor, fit_range: tuple[float, float] = (0.0, 1.0), eps: float = 1e-12) -> float:
+    """α of a least-squares fit ``log λ_i = c − α·log i`` to a spectrum ``(K,)`` (sorted here in
+    decreasing order; values below ``eps · max`` are dropped as numerically zero), on the fraction
+    ``fit_range`` of the ranked values. ``inf`` when fewer than two values remain (one direction:
+    infinitely steep decay)."""
+    lam = torch.as_tensor(spectrum).detach().to(torch.float64).flatten().sort(descending=True).values
+    if lam.numel() == 0 or not bool(lam[0] > 0):
+        return float("inf")
+    lam = lam[lam > eps * lam[0]]
     k = lam.numel()
     lo, hi = int(fit_range[0] * k), max(int(fit_range[1] * k), int(fit_range[0] * k) + 2)
     lam = lam[lo:hi]
     if lam.numel() < 2:
-        return float("inf")  # a single direction: infinitely steep decay
+        return float("inf")
     x = torch.log(torch.arange(lo + 1, lo + 1 + lam.numel(), dtype=torch.float64))
     y = torch.log(lam)
     xc, yc = x - x.mean(), y - y.mean()
@@ -102,8 +107,18 @@ def powerlaw_alpha(z: Tensor, fit_range: tuple[float, float] = (0.0, 1.0), eps: 
 
 
 @torch.no_grad()
+def powerlaw_alpha(z: Tensor, fit_range: tuple[float, float] = (0.0, 1.0), eps: float = 1e-12) -> float:
+    """α of a power-law fit ``λ_i ∝ i^{−α}`` to the covariance eigenspectrum (least squares in
+    log–log), on the fraction ``fit_range`` of the ranked eigenvalues (default: all non-zero).
+
+    ≈ 0 for an isotropic Gaussian, large under dimensional collapse; invariant to rotations and
+    scaling of ``z``."""
+    return fit_powerlaw(eigenspectrum(z), fit_range, eps)
+
+
+@torch.no_grad()
 def sigreg_stat(z: Tensor, num_directions: int = 256, seed: int = 0) -> float:
-    """SIGReg statistic of ``z`` on fixed (seeded) directions after standardising nothing:
+    """SIGReg statistic of ``z`` on fixed (seeded) directions, without standardising ``z``:
     how far the embedding distribution is from N(0, I)."""
     z = _check(z).float()
     g = torch.Generator().manual_seed(seed)

@@ -128,11 +128,13 @@ def test_gravity_bends_trajectories(big):
 def test_actions_thrust_ball_zero_only(big):
     """The env is action-conditioned: ball 0's velocity change follows actions[t], ball 1's does not."""
     a = big.actions[:, 1:-1].astype(np.float64)
-    for i, lo, hi in ((0, 0.15, 1.0), (1, -0.05, 0.05)):
+    for i, lo, hi in ((0, 0.7, 1.0), (1, -0.05, 0.05)):
+        pos = np.stack([_col(big, f"fast_x{i}"), _col(big, f"fast_y{i}")], -1)
         vel = np.stack([_col(big, f"fast_vx{i}"), _col(big, f"fast_vy{i}")], -1).astype(np.float64)
-        acc = vel[:, 2:] - vel[:, 1:-1]
+        free = ((pos[:, 1:-1] > 0.3) & (pos[:, 1:-1] < 0.7)).all(-1) & ((pos[:, 2:] > 0.3) & (pos[:, 2:] < 0.7)).all(-1)
+        acc = vel[:, 2:] - vel[:, 1:-1]  # no bounce in between: velocity change = gravity + thrust
         for ax in range(2):
-            corr = np.corrcoef(acc[..., ax].ravel(), a[..., ax].ravel())[0, 1]
+            corr = np.corrcoef(acc[..., ax][free], a[..., ax][free])[0, 1]
             assert lo < corr < hi, (i, ax, corr)
 
 
@@ -159,9 +161,8 @@ def test_slow_factors_are_piecewise_constant_with_mean_run_length_near_regime_pe
     dh = np.mod(np.diff(_hue(big), axis=1)[switch], 1.0)
     assert dh.min() > 0.24 and dh.max() < 0.76
     # gravity stays one of the four directions
-    g = _cols(big, "slow_gravity_").reshape(-1, 2)
-    assert np.isin(np.round(g, 6).view([("", g.dtype)] * 2), GRAVITY_DIRECTIONS.astype(np.float32).view(
-        [("", np.float32)] * 2)).all()
+    g = _cols(big, "slow_gravity_").reshape(-1, 2).astype(np.float64)
+    assert np.abs(g[:, None] - GRAVITY_DIRECTIONS[None]).max(-1).min(-1).max() < 1e-6
     assert len(np.unique(g, axis=0)) == 4
 
 
@@ -254,6 +255,7 @@ def test_registry_passes_env_settings(tmp_path):
     assert tr.factor_names == multiscale_factor_names(3)
     switch = (np.diff(_cols(tr, "slow_"), axis=1) != 0).any(-1)
     assert 3 < switch.size / switch.sum() < 8  # regime_period=5 reached the generator
-    vel = np.stack([_col(tr, "fast_x0"), _col(tr, "fast_y0")], -1)
-    step = np.linalg.norm(np.diff(vel, axis=1), axis=-1)
-    assert 0.03 < np.median(step) < 0.1  # speed=0.05 reached it (median displacement per step)
+    pos = np.stack([_col(tr, "fast_x0"), _col(tr, "fast_y0")], -1).astype(np.float64)
+    vel = np.stack([_col(tr, "fast_vx0"), _col(tr, "fast_vy0")], -1).astype(np.float64)
+    np.testing.assert_allclose(vel[:, 1:] * 0.05, np.diff(pos, axis=1), atol=2e-6)  # speed=0.05 reached it
+    assert 0.035 < np.median(np.linalg.norm(np.diff(pos, axis=1), axis=-1)) < 0.075

@@ -32,7 +32,7 @@ Three claims behind the ``sigreg`` regulariser of :mod:`hjepa.regularizers`:
 
         E[EP] = N · Σ_k w_k (φ(t_k) − e^{−t_k²/2})²  +  Σ_k w_k (1 − φ(t_k)²).
 
-    For ``N(0, 1)`` the first term vanishes: ``E[EP]`` equals the null value (≈ 1.06) for every
+    For ``N(0, 1)`` the first term vanishes: ``E[EP]`` equals the null value (≈ 1.05) for every
     ``N``. For any other law it grows linearly in ``N`` with slope ``rate(φ)`` — for a Gaussian of
     variance ``v`` (anisotropy: ``v = aᵀΣa ≠ 1``; rank collapse: ``v < 1``; full collapse: ``v = 0``)
     ``φ(t) = e^{−v t²/2}``.

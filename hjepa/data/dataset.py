@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -84,7 +86,7 @@ def load_npz(path: str | os.PathLike, source: str | None = None) -> Trajectories
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (ValueError, OSError, EOFError) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise DataValidationError(f"{source}: not a readable .npz archive ({e}); regenerate or re-export it") from e
     missing = [k for k in ("obs", "actions") if k not in arrays]
     if missing:
@@ -176,7 +178,7 @@ class StepBatchSampler(Sampler[list[int]]):
         self.rank, self.world_size = rank, world_size
 
     def batch_indices(self, step: int) -> list[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        g = torch.Generator().manual_seed(hash((self.seed, step)) & (2**63 - 1))  # ints hash deterministically
         idx = torch.randint(0, self.n, (self.batch_size,), generator=g)
         return idx[self.rank::self.world_size].tolist()
 

@@ -130,6 +130,14 @@ class HJEPA(nn.Module):
         return seq[:, z_context.shape[1]:]
 
     # ------------------------------------------------------------------ losses and energies
+    def distance(self, pred: Tensor, target: Tensor) -> Tensor:
+        """The energy function ``D(ẑ, z̄)`` of this model: ``(..., D), (..., D)`` → ``(...)``.
+
+        Every energy in hjepa (training loss, energy gaps, landscapes, planning costs) goes
+        through this one function.
+        """
+        return prediction_distance(pred, target, self.pred_loss, self.layernorm_targets)
+
     def energy(self, out: JEPAOutput, k: int, perm: Tensor | None = None) -> Tensor:
         """``E_k = D(ẑ_k[t], z̄_k[t+1])`` per clip and step: ``(B, T_k − 1)``.
 
@@ -139,7 +147,7 @@ class HJEPA(nn.Module):
         tgt = out.target[k][:, 1:]
         if perm is not None:
             tgt = tgt[perm]
-        return prediction_distance(out.pred[k][:, :-1], tgt, self.pred_loss, self.layernorm_targets)
+        return self.distance(out.pred[k][:, :-1], tgt)
 
     def losses(self, out: JEPAOutput) -> LossOutput:
         """``Σ_k w_k · loss_k``; ``loss_k = (1−λ)·pred + λ·SIGReg`` for sigreg levels, else ``pred + λ·reg``."""
@@ -153,8 +161,7 @@ class HJEPA(nn.Module):
                 t0 = out.z[k].shape[1] - 1 - h
                 ctx = out.ctx[k][:, : t0 + 1] if out.ctx[k] is not None else None
                 imagined = self.rollout(k, out.z[k][:, : t0 + 1], out.actions[k], ctx, h)
-                ro = prediction_distance(imagined, out.target[k][:, t0 + 1:], self.pred_loss,
-                                         self.layernorm_targets).mean()
+                ro = self.distance(imagined, out.target[k][:, t0 + 1:]).mean()
                 pred = pred + ro
             reg = lvl.regularizer(rearrange(out.z[k], "b t d -> (b t) d"))
             lam = self.reg_weight

@@ -1,0 +1,254 @@
+"""Figures of the analysis, drawn with matplotlib's object API on the Agg canvas.
+
+No function here touches pyplot's global state, so the module works headless (no display) and
+inside notebooks alike: every ``plot_*`` returns a :class:`matplotlib.figure.Figure`, and
+:func:`save` writes it as a PNG (a notebook can simply display the returned figure).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
+
+__all__ = ["save", "plot_spectra", "plot_energy_histograms", "plot_landscapes", "plot_interpolation",
+           "plot_training_curves", "plot_sweep_metric", "plot_sweep_spectra", "new_figure"]
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+          "#17becf"]
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, panel: tuple[float, float] = (4.2, 3.4), squeeze: bool = False,
+               **kw):
+    fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=squeeze, **kw)
+    return fig, axes
+
+
+def save(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG (parent folders created) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png")
+    return path
+
+
+def _normalised(spectrum) -> np.ndarray:
+    s = np.asarray(spectrum, dtype=np.float64)
+    total = s.sum()
+    return s / total if total > 0 else s
+
+
+def plot_spectra(spectra: Mapping[str, Sequence], rankmes: Mapping[str, Sequence[float]] | None = None,
+                 title: str = "", floor: float = 1e-12) -> Figure:
+    """Eigenspectra of the embedding covariance (``λ_i / Σλ``, log scale), one panel per level.
+
+    ``spectra`` maps a label (a run, or "online"/"target") to a list of per-level spectra;
+    ``rankmes`` (same layout) is written in the legend. The dashed line is the spectrum of an
+    isotropic embedding (all ``1/D``).
+    """
+    depth = max(len(v) for v in spectra.values())
+    fig, axes = new_figure(1, depth)
+    for k in range(depth):
+        ax = axes[0, k]
+        dim = 1
+        for i, (label, per_level) in enumerate(spectra.items()):
+            if k >= len(per_level):
+                continue
+            s = np.clip(_normalised(per_level[k]), floor, None)
+            dim = max(dim, s.size)
+            lab = label
+            if rankmes is not None and label in rankmes and k < len(rankmes[label]):
+                lab = f"{label} (RankMe {rankmes[label][k]:.1f})"
+            ax.semilogy(np.arange(1, s.size + 1), s, "-o", ms=2.5, lw=1.4, color=COLORS[i % len(COLORS)], label=lab)
+        ax.axhline(1.0 / dim, ls="--", color="0.5", lw=1, label=f"isotropic (1/{dim})")
+        ax.set_ylim(bottom=max(floor, ax.get_ylim()[0]))
+        ax.set_xlabel("eigenvalue index i")
+        ax.set_ylabel("λ_i / Σλ  (log)")
+        ax.set_title(f"level {k}")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle(title or "covariance eigenspectrum of the latents")
+    return fig
+
+
+def plot_energy_histograms(energies: Mapping[str, Sequence[Mapping[str, np.ndarray]]] | Sequence[Mapping],
+                           title: str = "", bins: int = 40) -> Figure:
+    """Histograms of the energies of true vs shuffled pairs, one panel per level (and one row per
+    run when ``energies`` maps run labels to per-level ``{"true", "shuffled"}`` dicts). Log-spaced
+    bins: energies of a collapsed model sit orders of magnitude lower and overlap completely."""
+    if not isinstance(energies, Mapping):
+        energies = {"": energies}
+    rows = list(energies.items())
+    depth = max(len(v) for _, v in rows)
+    fig, axes = new_figure(len(rows), depth)
+    for r, (label, per_level) in enumerate(rows):
+        for k in range(depth):
+            ax = axes[r, k]
+            if k >= len(per_level):
+                ax.set_axis_off()
+                continue
+            t = np.asarray(per_level[k]["true"], dtype=np.float64).ravel()
+            s = np.asarray(per_level[k]["shuffled"], dtype=np.float64).ravel()
+            both = np.concatenate([t, s])
+            pos = both[both > 0]
+            lo = pos.min() if pos.size else 1e-12
+            hi = max(both.max(), lo * 2)
+            edges = np.geomspace(lo, hi, bins + 1)
+            ax.hist(np.clip(t, lo, None), edges, alpha=0.6, color=COLORS[0], label=f"true  (mean {t.mean():.3g})")
+            ax.hist(np.clip(s, lo, None), edges, alpha=0.6, color=COLORS[1], label=f"shuffled (mean {s.mean():.3g})")
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel("energy D(ẑ, z̄)  (log)")
+            ax.set_ylabel(f"{label}\npairs" if label and k == 0 else "pairs", fontsize=9)
+            ratio = s.mean() / t.mean() if t.mean() > 0 else float("nan")
+            ax.set_title(f"level {k}: mean shuffled / true = {ratio:.2f}", fontsize=10)
+            ax.legend(fontsize=7)
+    fig.suptitle(title or "energy of true vs shuffled pairs")
+    return fig
+
+
+def _draw_landscape(fig: Figure, ax, ls, levels: int = 18, prefix: str = "") -> None:
+    e = np.asarray(ls.energy)
+    lo, hi = float(e.min()), float(e.max())
+    if hi - lo <= 1e-12 * max(abs(hi), 1e-30):
+        hi = lo + max(abs(lo), 1e-12) * 1e-3
+    cs = ax.contourf(ls.a, ls.b, e, levels=np.linspace(lo, hi, levels + 1), cmap="viridis")
+    ax.contour(ls.a, ls.b, e, levels=np.linspace(lo, hi, levels + 1)[::3], colors="w", linewidths=0.4, alpha=0.6)
+    fig.colorbar(cs, ax=ax, shrink=0.85, label="energy", format="%.3g")
+    span = float(np.max(np.abs(ls.a)))
+    if len(ls.others_xy):
+        xy = np.clip(np.asarray(ls.others_xy), -span, span)
+        higher = np.asarray(ls.others_energy) > ls.energy_target
+        ax.scatter(xy[higher, 0], xy[higher, 1], s=14, c="#ff7f0e", edgecolors="k", linewidths=0.3,
+                   label=f"incompatible, E > E_true ({higher.sum()}/{len(higher)})")
+        if (~higher).any():
+            ax.scatter(xy[~higher, 0], xy[~higher, 1], s=14, c="#e377c2", edgecolors="k", linewidths=0.3,
+                       label="incompatible, E ≤ E_true")
+    px, py = np.clip(ls.pred_xy, -span, span)
+    ax.plot([px], [py], "x", color="w", ms=9, mew=2, label="prediction ẑ (projected)")
+    ax.plot([0], [0], "*", color="r", ms=16, mec="k", label=f"true target (E={ls.energy_target:.3g})")
+    unit = "std" if ls.method == "pca" else "‖z̄‖"
+    ax.set_xlabel(f"a  (direction u, units of {unit})")
+    ax.set_ylabel(f"b  (direction v, units of {unit})")
+    scale = ls.scales.get("scale_u", float("nan"))
+    ax.set_title(f"{prefix}level {ls.level} ({ls.method}, |u|={scale:.2g}), clip {ls.clip} step {ls.step}",
+                 fontsize=9)
+    ax.legend(fontsize=6.5, loc="upper right", framealpha=0.7)
+
+
+def plot_landscapes(landscapes, title: str = "", levels: int = 18) -> Figure:
+    """Contour plots of :class:`analysis.energy.Landscape` s, one panel per level: the true
+    target (star) at the origin, the prediction ẑ (cross), incompatible targets (dots, coloured
+    by whether their energy exceeds the true pair's). A mapping ``{label: [Landscape per level]}``
+    draws one row per label (e.g. runs side by side)."""
+    rows = list(landscapes.items()) if isinstance(landscapes, Mapping) else [("", list(landscapes))]
+    ncols = max(len(r) for _, r in rows)
+    fig, axes = new_figure(len(rows), ncols, panel=(4.6, 4.0))
+    for r, (label, lss) in enumerate(rows):
+        for i in range(ncols):
+            if i >= len(lss):
+                axes[r, i].set_axis_off()
+                continue
+            _draw_landscape(fig, axes[r, i], lss[i], levels, prefix=f"{label} · " if label else "")
+    fig.suptitle(title or "energy landscape around a true target")
+    return fig
+
+
+def plot_interpolation(paths: Sequence[tuple[np.ndarray, np.ndarray]], title: str = "") -> Figure:
+    """Energy along ``(1−α)·compatible + α·incompatible`` target: median and 10–90 % band over
+    pairs, one panel per level. ``paths[k] = (alphas (A,), energies (A, ...))``."""
+    n = len(paths)
+    fig, axes = new_figure(1, n)
+    for k, (alphas, e) in enumerate(paths):
+        ax = axes[0, k]
+        e = np.asarray(e, dtype=np.float64).reshape(len(alphas), -1)
+        q10, q50, q90 = np.quantile(e, [0.1, 0.5, 0.9], axis=1)
+        ax.fill_between(alphas, q10, q90, color=COLORS[0], alpha=0.25, label="10–90 %")
+        ax.plot(alphas, q50, color=COLORS[0], lw=2, label="median")
+        ax.plot(alphas, e.mean(1), color=COLORS[1], lw=1, ls="--", label="mean")
+        ax.set_xlabel("α   (0 = true target, 1 = incompatible target)")
+        ax.set_ylabel("energy")
+        ax.set_title(f"level {k}: E(α=1)/E(α=0) = {e[-1].mean() / max(e[0].mean(), 1e-30):.2f}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title or "energy along interpolation paths")
+    return fig
+
+
+def plot_training_curves(histories: Mapping[str, Mapping[int, tuple[Sequence[int], Sequence[float]]]],
+                         title: str = "") -> Figure:
+    """Metrics over training steps: ``histories[metric][level] = (steps, values)``; one panel per
+    metric, one line per level."""
+    names = [m for m in histories if histories[m]]
+    ncols = min(max(len(names), 1), 4)
+    nrows = max(1, -(-len(names) // ncols))
+    fig, axes = new_figure(nrows, ncols)
+    for ax in axes.flat[len(names):]:
+        ax.set_axis_off()
+    for i, name in enumerate(names):
+        ax = axes.flat[i]
+        for k, (steps, vals) in sorted(histories[name].items()):
+            ax.plot(steps, vals, "-o", ms=3, color=COLORS[k % len(COLORS)], label=f"level {k}")
+        ax.set_xlabel("training step")
+        ax.set_title(name)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+        if name == "rankme":
+            ax.set_ylim(bottom=0)
+    if not names:
+        axes[0, 0].text(0.5, 0.5, "no evaluation metrics logged", ha="center", va="center")
+    fig.suptitle(title or "evaluation metrics over training")
+    return fig
+
+
+def plot_sweep_metric(metric: str, series: Sequence[Mapping], labels: Sequence[str], title: str = "",
+                      row_names: Sequence[str] = ("",)) -> Figure:
+    """One metric of every run of a sweep: rows = sub-metrics (e.g. probe factors), columns =
+    levels (over training steps, one line per run) plus a last column with the final values.
+
+    ``series[r][row][level] = (steps, values)`` for run ``r``.
+    """
+    depth = max((max(s[row].keys()) + 1 for s in series for row in s if s[row]), default=1)
+    rows = list(row_names)
+    fig, axes = new_figure(len(rows), depth + 1, panel=(4.0, 3.2))
+    for ri, row in enumerate(rows):
+        finals = np.full((len(series), depth), np.nan)
+        for k in range(depth):
+            ax = axes[ri, k]
+            for r, s in enumerate(series):
+                hist = s.get(row, {}).get(k)
+                if hist is None or not len(hist[0]):
+                    continue
+                ax.plot(hist[0], hist[1], "-o", ms=2.5, color=COLORS[r % len(COLORS)], label=labels[r])
+                finals[r, k] = hist[1][-1]
+            ax.set_title(f"{metric}{'/' + row if row else ''} · level {k}", fontsize=9)
+            ax.set_xlabel("training step")
+            ax.grid(True, alpha=0.3)
+            if ri == 0 and k == 0:
+                ax.legend(fontsize=7)
+        ax = axes[ri, depth]
+        width = 0.8 / max(len(series), 1)
+        for r in range(len(series)):
+            x = np.arange(depth) + (r - (len(series) - 1) / 2) * width
+            ok = ~np.isnan(finals[r])
+            ax.bar(x[ok], finals[r][ok], width, color=COLORS[r % len(COLORS)], label=labels[r])
+        ax.set_xticks(np.arange(depth), [f"level {k}" for k in range(depth)])
+        ax.set_title(f"final {metric}{'/' + row if row else ''}", fontsize=9)
+        ax.grid(True, axis="y", alpha=0.3)
+        if ri == 0:
+            ax.legend(fontsize=7)
+    fig.suptitle(title or metric)
+    return fig
+
+
+def plot_sweep_spectra(spectra: Sequence[Sequence], rankmes: Sequence[Sequence[float]], labels: Sequence[str],
+                       title: str = "") -> Figure:
+    """Eigenspectra of every run of a sweep, one panel per level, one line per run."""
+    return plot_spectra({lab: sp for lab, sp in zip(labels, spectra)},
+                        {lab: rk for lab, rk in zip(labels, rankmes)}, title=title)

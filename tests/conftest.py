@@ -1,0 +1,30 @@
+import os
+
+import pytest
+import torch
+
+# Tests run on 2 CPU cores in CI: keep torch from oversubscribing them.
+torch.set_num_threads(min(2, torch.get_num_threads()))
+os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+
+
+@pytest.fixture
+def tmp_tracking(tmp_path, monkeypatch):
+    """An isolated MLflow SQLite store and data cache for one test."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("HJEPA_CACHE", str(tmp_path / "cache"))
+    return uri
+
+
+# A configuration small enough for end-to-end tests on 2 cores.
+TINY = [
+    "data.num_train_episodes=24", "data.num_eval_episodes=8", "data.episode_len=32", "data.batch_size=8",
+    "eval.num_clips=16", "model.latent_dim=32", "model.pred_dim=64", "model.encoder_width=16",
+    "train.progress=false", "optim.warmup_steps=5",
+]
+
+
+@pytest.fixture
+def tiny_overrides():
+    return list(TINY)
