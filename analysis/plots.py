@@ -114,32 +114,37 @@ def plot_energy_histograms(energies: Mapping[str, Sequence[Mapping[str, np.ndarr
 
 
 def _draw_landscape(fig: Figure, ax, ls, levels: int = 18, prefix: str = "") -> None:
+    """One landscape: filled contours of the slice energy; incompatible targets drawn at their
+    projection onto the slice but coloured by their energy in the full latent space (a dot
+    brighter than the contour under it lies off the slice, at higher energy)."""
     e = np.asarray(ls.energy)
-    lo, hi = float(e.min()), float(e.max())
+    oe = np.asarray(ls.others_energy, dtype=np.float64)
+    lo = float(min(e.min(), ls.energy_target))
+    hi = float(max(e.max(), np.quantile(oe, 0.95) if oe.size else -np.inf))
     if hi - lo <= 1e-12 * max(abs(hi), 1e-30):
         hi = lo + max(abs(lo), 1e-12) * 1e-3
-    cs = ax.contourf(ls.a, ls.b, e, levels=np.linspace(lo, hi, levels + 1), cmap="viridis")
-    ax.contour(ls.a, ls.b, e, levels=np.linspace(lo, hi, levels + 1)[::3], colors="w", linewidths=0.4, alpha=0.6)
-    fig.colorbar(cs, ax=ax, shrink=0.85, label="energy", format="%.3g")
+    bounds = np.linspace(lo, hi, levels + 1)
+    cs = ax.contourf(ls.a, ls.b, e, levels=bounds, cmap="viridis", extend="max")
+    ax.contour(ls.a, ls.b, e, levels=bounds[::3], colors="w", linewidths=0.4, alpha=0.6)
+    fig.colorbar(cs, ax=ax, shrink=0.85, label="energy D(ẑ, z̄)", format="%.3g")
     span = float(np.max(np.abs(ls.a)))
-    if len(ls.others_xy):
+    if oe.size:
         xy = np.clip(np.asarray(ls.others_xy), -span, span)
-        higher = np.asarray(ls.others_energy) > ls.energy_target
-        ax.scatter(xy[higher, 0], xy[higher, 1], s=14, c="#ff7f0e", edgecolors="k", linewidths=0.3,
-                   label=f"incompatible, E > E_true ({higher.sum()}/{len(higher)})")
-        if (~higher).any():
-            ax.scatter(xy[~higher, 0], xy[~higher, 1], s=14, c="#e377c2", edgecolors="k", linewidths=0.3,
-                       label="incompatible, E ≤ E_true")
+        higher = oe > ls.energy_target
+        ax.scatter(xy[:, 0], xy[:, 1], s=16, c=np.clip(oe, lo, hi), cmap="viridis", vmin=lo, vmax=hi,
+                   edgecolors=np.where(higher, "w", "#ff00ff").tolist(), linewidths=0.6,
+                   label=f"incompatible targets, colour = their energy\n({higher.mean():.0%} above the true pair; "
+                         "magenta edge: below)")
     px, py = np.clip(ls.pred_xy, -span, span)
-    ax.plot([px], [py], "x", color="w", ms=9, mew=2, label="prediction ẑ (projected)")
-    ax.plot([0], [0], "*", color="r", ms=16, mec="k", label=f"true target (E={ls.energy_target:.3g})")
-    unit = "std" if ls.method == "pca" else "‖z̄‖"
-    ax.set_xlabel(f"a  (direction u, units of {unit})")
-    ax.set_ylabel(f"b  (direction v, units of {unit})")
+    ax.plot([px], [py], "X", color="#ff7f0e", ms=9, mec="k", label="prediction ẑ (projected)")
+    ax.plot([0], [0], "*", color="r", ms=16, mec="k", label=f"true target (E = {ls.energy_target:.3g})")
+    unit = "std of z̄" if ls.method == "pca" else "‖z̄‖"
+    ax.set_xlabel(f"a  (units of {unit})")
+    ax.set_ylabel(f"b  (units of {unit})")
     scale = ls.scales.get("scale_u", float("nan"))
-    ax.set_title(f"{prefix}level {ls.level} ({ls.method}, |u|={scale:.2g}), clip {ls.clip} step {ls.step}",
+    ax.set_title(f"{prefix}level {ls.level} ({ls.method}, |u| = {scale:.2g}), clip {ls.clip} step {ls.step}",
                  fontsize=9)
-    ax.legend(fontsize=6.5, loc="upper right", framealpha=0.7)
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, framealpha=0.8)
 
 
 def plot_landscapes(landscapes, title: str = "", levels: int = 18) -> Figure:
@@ -149,7 +154,7 @@ def plot_landscapes(landscapes, title: str = "", levels: int = 18) -> Figure:
     draws one row per label (e.g. runs side by side)."""
     rows = list(landscapes.items()) if isinstance(landscapes, Mapping) else [("", list(landscapes))]
     ncols = max(len(r) for _, r in rows)
-    fig, axes = new_figure(len(rows), ncols, panel=(4.6, 4.0))
+    fig, axes = new_figure(len(rows), ncols, panel=(4.8, 4.8))
     for r, (label, lss) in enumerate(rows):
         for i in range(ncols):
             if i >= len(lss):

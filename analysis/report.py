@@ -148,7 +148,9 @@ def analyze_run(ref: str | Path, out_dir: str | Path, *, tracking_uri: str | Non
             except mlflow_io.MLflowLookupError as e:
                 log.warning("%s: training curves and artifact upload skipped", e)
         reg = run.cfg.regularizer.per_level or run.cfg.regularizer.name
-        label = label or (f"{info.name} [{reg}]" if info is not None else f"{Path(str(ref)).name} [{reg}]")
+        if isinstance(reg, (list, tuple)) or not isinstance(reg, str):
+            reg = "/".join(map(str, reg))
+        label = label or (f"{reg} · {info.name} ({run_id[:6]})" if info is not None else f"{reg} · {Path(str(ref)).name}")
         batch, out = forward_eval_batch(run, num_clips)
         model = run.model
         collapse, spectra, tspectra = [], [], []

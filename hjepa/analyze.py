@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -66,6 +67,7 @@ def _safe(name: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(_normalise_argv(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(level=logging.WARNING, format="[%(name)s] %(message)s")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if not args.run and not args.sweep:
         print("hjepa-analyze: error: give a run (run=<id> / --run) or a sweep (sweep=<id> / --sweep)", file=sys.stderr)
         return 2

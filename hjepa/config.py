@@ -41,11 +41,11 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     name: str = MISSING
-    clip_len: int = 16  # frames per training clip
+    clip_len: int = 32  # frames per training clip (>= 2·Π strides; 32 allows depth 3 at stride 4)
     episode_len: int = 64  # frames per generated episode
     num_train_episodes: int = 512
     num_eval_episodes: int = 64
-    batch_size: int = 32
+    batch_size: int = 16  # clips per step (global batch under DDP)
     seed: int = 0  # generation seed (independent of the training seed)
     cache_dir: str = "${oc.env:HJEPA_CACHE,.cache/hjepa}"
     image_size: int = 32
@@ -63,7 +63,6 @@ class RoomsDataConfig(DataConfig):
 @dataclass
 class MultiscaleDataConfig(DataConfig):
     name: str = "multiscale"
-    clip_len: int = 32
     episode_len: int = 128
     num_objects: int = 2
     regime_period: int = 50  # mean steps between slow-regime switches

@@ -32,13 +32,14 @@ def level_factors(state: Tensor, span: int, steps: int) -> Tensor:
 
 @torch.no_grad()
 def evaluate(model: HJEPA, batch: dict[str, Tensor], factor_names: list[str], probe_l2: float = 1e-3,
-             device: torch.device | str = "cpu") -> dict[str, float]:
+             device: torch.device | str = "cpu", rollout_horizon: int = 4) -> dict[str, float]:
     """Metrics named ``eval/level{k}/<name>`` on a fixed held-out batch.
 
     Per level: ``rankme``, ``std_mean``, ``cosine_mean``, ``sigreg_stat``, ``powerlaw_alpha``;
     ``energy_true``, ``energy_shuffled``, ``energy_gap`` (shuffled − true); ``pred_error_norm``
     (one-step error at the level's own clock divided by the target variance: 1 = no better than
-    predicting the mean); ``probe_r2/<factor>`` (ridge on frozen latents, fit on even episodes and
+    predicting the mean); ``rollout_error_norm`` (the same for an autoregressive rollout of
+    ``rollout_horizon`` steps of the level's clock, context held fixed); ``probe_r2/<factor>`` (ridge on frozen latents, fit on even episodes and
     scored on odd ones).
     """
     was_training = model.training
@@ -63,6 +64,13 @@ def evaluate(model: HJEPA, batch: dict[str, Tensor], factor_names: list[str], pr
         var = (tgt - tgt.mean((0, 1))).square().mean().clamp_min(1e-12)
         err = (out.pred[k][:, :-1].float() - tgt).square().mean()
         metrics[p + "pred_error_norm"] = float(err / var)
+        h = min(rollout_horizon, z.shape[1] - 1)
+        if h > 0:
+            t0 = z.shape[1] - 1 - h
+            ctx = out.ctx[k][:, : t0 + 1] if out.ctx[k] is not None else None
+            imagined = model.rollout(k, out.z[k][:, : t0 + 1], out.actions[k], ctx, h)
+            ro = (imagined.float() - out.target[k][:, t0 + 1:].float()).square().mean()
+            metrics[p + "rollout_error_norm"] = float(ro / var)
         if state.shape[-1] and train_mask.any() and (~train_mask).any():
             y = level_factors(state.float(), model.spans[k], z.shape[1])
             tr, te = train_mask, ~train_mask

@@ -19,7 +19,8 @@ def tmp_tracking(tmp_path, monkeypatch):
 
 # A configuration small enough for end-to-end tests on 2 cores.
 TINY = [
-    "data.num_train_episodes=24", "data.num_eval_episodes=8", "data.episode_len=32", "data.batch_size=8",
+    "data.num_train_episodes=24", "data.num_eval_episodes=8", "data.episode_len=32", "data.clip_len=16",
+    "data.batch_size=8",
     "eval.num_clips=16", "model.latent_dim=32", "model.pred_dim=64", "model.encoder_width=16",
     "train.progress=false", "optim.warmup_steps=5",
 ]
