@@ -45,35 +45,56 @@ def _normalised(spectrum) -> np.ndarray:
 
 
 def plot_spectra(spectra: Mapping[str, Sequence], rankmes: Mapping[str, Sequence[float]] | None = None,
-                 title: str = "", floor: float = 1e-12) -> Figure:
-    """Eigenspectra of the embedding covariance (``λ_i / Σλ``, log scale), one panel per level.
+                 title: str = "", singular: Mapping[str, Sequence] | None = None, floor: float = 1e-14) -> Figure:
+    """Spectra of the embeddings, one column per level, one line per label (a run, or online vs
+    target latents).
 
-    ``spectra`` maps a label (a run, or "online"/"target") to a list of per-level spectra;
-    ``rankmes`` (same layout) is written in the legend. The dashed line is the spectrum of an
-    isotropic embedding (all ``1/D``).
+    Top row: eigenvalues ``λ_i`` of the embedding covariance on an absolute log scale (a collapsed
+    model sits orders of magnitude below a healthy one, and dimensional collapse shows as a
+    cliff). Bottom row (when ``singular`` is given): ``σ_i / Σσ`` of the uncentred embedding
+    matrix — the distribution whose entropy is RankMe (written in the legend from ``rankmes``);
+    the dashed line is the isotropic ``1/D``.
     """
     depth = max(len(v) for v in spectra.values())
-    fig, axes = new_figure(1, depth)
+    nrows = 2 if singular else 1
+    fig, axes = new_figure(nrows, depth, panel=(4.4, 3.3))
     for k in range(depth):
         ax = axes[0, k]
-        dim = 1
         for i, (label, per_level) in enumerate(spectra.items()):
             if k >= len(per_level):
                 continue
-            s = np.clip(_normalised(per_level[k]), floor, None)
-            dim = max(dim, s.size)
+            s = np.asarray(per_level[k], dtype=np.float64)
+            top = s.max() if s.size else 1.0
+            s = np.clip(s, max(top, 1e-300) * floor, None)
             lab = label
-            if rankmes is not None and label in rankmes and k < len(rankmes[label]):
+            if rankmes is not None and label in rankmes and k < len(rankmes[label]) and not singular:
                 lab = f"{label} (RankMe {rankmes[label][k]:.1f})"
             ax.semilogy(np.arange(1, s.size + 1), s, "-o", ms=2.5, lw=1.4, color=COLORS[i % len(COLORS)], label=lab)
-        ax.axhline(1.0 / dim, ls="--", color="0.5", lw=1, label=f"isotropic (1/{dim})")
-        ax.set_ylim(bottom=max(floor, ax.get_ylim()[0]))
-        ax.set_xlabel("eigenvalue index i")
-        ax.set_ylabel("λ_i / Σλ  (log)")
-        ax.set_title(f"level {k}")
+        ax.set_xlabel("index i")
+        ax.set_ylabel("covariance eigenvalue λ_i  (log)")
+        ax.set_title(f"level {k}: eigenspectrum", fontsize=10)
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7, loc="lower left")
-    fig.suptitle(title or "covariance eigenspectrum of the latents")
+        if not singular:
+            continue
+        ax = axes[1, k]
+        dim = 1
+        for i, (label, per_level) in enumerate(singular.items()):
+            if k >= len(per_level):
+                continue
+            p = np.clip(_normalised(per_level[k]), 1e-12, None)
+            dim = max(dim, p.size)
+            lab = label
+            if rankmes is not None and label in rankmes and k < len(rankmes[label]):
+                lab = f"{label}: RankMe {rankmes[label][k]:.1f}"
+            ax.semilogy(np.arange(1, p.size + 1), p, "-o", ms=2.5, lw=1.4, color=COLORS[i % len(COLORS)], label=lab)
+        ax.axhline(1.0 / dim, ls="--", color="0.5", lw=1, label=f"isotropic 1/{dim}")
+        ax.set_xlabel("index i")
+        ax.set_ylabel("σ_i / Σσ  (log)")
+        ax.set_title(f"level {k}: normalised singular values (RankMe)", fontsize=10)
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle(title or "spectra of the latents")
     return fig
 
 
@@ -113,54 +134,73 @@ def plot_energy_histograms(energies: Mapping[str, Sequence[Mapping[str, np.ndarr
     return fig
 
 
-def _draw_landscape(fig: Figure, ax, ls, levels: int = 18, prefix: str = "") -> None:
-    """One landscape: filled contours of the slice energy; incompatible targets drawn at their
-    projection onto the slice but coloured by their energy in the full latent space (a dot
-    brighter than the contour under it lies off the slice, at higher energy)."""
-    e = np.asarray(ls.energy)
-    oe = np.asarray(ls.others_energy, dtype=np.float64)
-    lo = float(min(e.min(), ls.energy_target))
-    hi = float(max(e.max(), np.quantile(oe, 0.95) if oe.size else -np.inf))
-    if hi - lo <= 1e-12 * max(abs(hi), 1e-30):
-        hi = lo + max(abs(lo), 1e-12) * 1e-3
-    bounds = np.linspace(lo, hi, levels + 1)
-    cs = ax.contourf(ls.a, ls.b, e, levels=bounds, cmap="viridis", extend="max")
-    ax.contour(ls.a, ls.b, e, levels=bounds[::3], colors="w", linewidths=0.4, alpha=0.6)
-    fig.colorbar(cs, ax=ax, shrink=0.85, label="energy D(ẑ, z̄)", format="%.3g")
+def _relative(ls) -> tuple[np.ndarray, np.ndarray, float]:
+    """Slice and incompatible-target energies divided by the true pair's energy."""
+    e = np.asarray(ls.energy, dtype=np.float64)
+    ref = max(float(ls.energy_target), 1e-12 * max(float(e.max()), 1e-300))
+    return e / ref, np.asarray(ls.others_energy, dtype=np.float64) / ref, ref
+
+
+def _draw_landscape(ax, ls, norm, levels: np.ndarray, prefix: str = ""):
+    """One landscape, coloured by ``E / E(true pair)`` on the shared log scale ``norm``;
+    incompatible targets are drawn at their projection onto the slice but coloured by their
+    energy in the full latent space (a dot brighter than the contour under it lies off the slice,
+    at higher energy)."""
+    e, oe, _ = _relative(ls)
+    cs = ax.contourf(ls.a, ls.b, np.clip(e, norm.vmin, norm.vmax), levels=levels, norm=norm, cmap="viridis")
+    ax.contour(ls.a, ls.b, e, levels=levels[::4], colors="w", linewidths=0.4, alpha=0.6, norm=norm)
     span = float(np.max(np.abs(ls.a)))
     if oe.size:
         xy = np.clip(np.asarray(ls.others_xy), -span, span)
-        higher = oe > ls.energy_target
-        ax.scatter(xy[:, 0], xy[:, 1], s=16, c=np.clip(oe, lo, hi), cmap="viridis", vmin=lo, vmax=hi,
-                   edgecolors=np.where(higher, "w", "#ff00ff").tolist(), linewidths=0.6,
+        higher = oe > 1.0
+        ax.scatter(xy[:, 0], xy[:, 1], s=16, c=np.clip(oe, norm.vmin, norm.vmax), cmap="viridis", norm=norm,
+                   edgecolors=np.where(higher, "w", "#ff00ff").tolist(), linewidths=0.6, zorder=4,
                    label=f"incompatible targets, colour = their energy\n({higher.mean():.0%} above the true pair; "
                          "magenta edge: below)")
     px, py = np.clip(ls.pred_xy, -span, span)
-    ax.plot([px], [py], "X", color="#ff7f0e", ms=9, mec="k", label="prediction ẑ (projected)")
-    ax.plot([0], [0], "*", color="r", ms=16, mec="k", label=f"true target (E = {ls.energy_target:.3g})")
+    ax.plot([0], [0], "*", color="r", ms=18, mec="k", zorder=3, label=f"true target (E = {ls.energy_target:.3g})")
+    ax.plot([px], [py], "X", color="#ff7f0e", ms=9, mec="k", zorder=5, label="prediction ẑ (projected)")
     unit = "std of z̄" if ls.method == "pca" else "‖z̄‖"
     ax.set_xlabel(f"a  (units of {unit})")
     ax.set_ylabel(f"b  (units of {unit})")
     scale = ls.scales.get("scale_u", float("nan"))
-    ax.set_title(f"{prefix}level {ls.level} ({ls.method}, |u| = {scale:.2g}), clip {ls.clip} step {ls.step}",
-                 fontsize=9)
+    ax.set_title(f"{prefix}level {ls.level} ({ls.method}, |u| = {scale:.2g}), clip {ls.clip} step {ls.step}\n"
+                 f"slice: E/E_true from {e.min():.2f} to {e.max():.3g}", fontsize=9)
     ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, framealpha=0.8)
+    return cs
 
 
-def plot_landscapes(landscapes, title: str = "", levels: int = 18) -> Figure:
+def plot_landscapes(landscapes, title: str = "", levels: int = 24) -> Figure:
     """Contour plots of :class:`analysis.energy.Landscape` s, one panel per level: the true
-    target (star) at the origin, the prediction ẑ (cross), incompatible targets (dots, coloured
-    by whether their energy exceeds the true pair's). A mapping ``{label: [Landscape per level]}``
-    draws one row per label (e.g. runs side by side)."""
+    target (star) at the origin, the prediction ẑ (cross), incompatible targets (dots coloured by
+    their own energy). Colours are ``E / E(true pair)`` on one log scale shared by every panel, so
+    a landscape that cannot tell targets apart (collapse) reads as one flat colour next to a deep
+    bowl. A mapping ``{label: [Landscape per level]}`` draws one row per label (e.g. runs)."""
+    from matplotlib.colors import LogNorm
+
     rows = list(landscapes.items()) if isinstance(landscapes, Mapping) else [("", list(landscapes))]
     ncols = max(len(r) for _, r in rows)
-    fig, axes = new_figure(len(rows), ncols, panel=(4.8, 4.8))
+    lo, hi = np.inf, 0.0
+    for _, lss in rows:
+        for ls in lss:
+            e, oe, _ = _relative(ls)
+            lo = min(lo, float(e.min()), 1.0)
+            hi = max(hi, float(e.max()), float(np.quantile(oe, 0.95)) if oe.size else 0.0)
+    lo = max(lo, 1e-6)
+    hi = max(hi, lo * 1.5)
+    norm = LogNorm(vmin=lo, vmax=hi)
+    bounds = np.geomspace(lo, hi, levels + 1)
+    fig, axes = new_figure(len(rows), ncols, panel=(4.6, 4.9))
+    cs = None
     for r, (label, lss) in enumerate(rows):
         for i in range(ncols):
             if i >= len(lss):
                 axes[r, i].set_axis_off()
                 continue
-            _draw_landscape(fig, axes[r, i], lss[i], levels, prefix=f"{label} · " if label else "")
+            cs = _draw_landscape(axes[r, i], lss[i], norm, bounds, prefix=f"{label} · " if label else "")
+    if cs is not None:
+        fig.colorbar(cs, ax=axes.ravel().tolist(), shrink=0.6, label="E / E(true pair)   (log, shared)",
+                     format="%.3g")
     fig.suptitle(title or "energy landscape around a true target")
     return fig
 
@@ -253,7 +293,8 @@ def plot_sweep_metric(metric: str, series: Sequence[Mapping], labels: Sequence[s
 
 
 def plot_sweep_spectra(spectra: Sequence[Sequence], rankmes: Sequence[Sequence[float]], labels: Sequence[str],
-                       title: str = "") -> Figure:
-    """Eigenspectra of every run of a sweep, one panel per level, one line per run."""
+                       title: str = "", singular: Sequence[Sequence] | None = None) -> Figure:
+    """Spectra of every run of a sweep, one column per level, one line per run."""
     return plot_spectra({lab: sp for lab, sp in zip(labels, spectra)},
-                        {lab: rk for lab, rk in zip(labels, rankmes)}, title=title)
+                        {lab: rk for lab, rk in zip(labels, rankmes)}, title=title,
+                        singular={lab: sv for lab, sv in zip(labels, singular)} if singular is not None else None)

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hjepa.metrics import collapse_report, eigenspectrum
+from hjepa.metrics import collapse_report, eigenspectrum, singular_values
 
 from . import mlflow_io, plots
 from .energy import (Landscape, energy_landscape, energy_summary, forward_eval_batch, interpolation_energies,
@@ -65,6 +65,8 @@ class RunAnalysis:
     collapse: list[dict[str, float]]
     spectra: list[np.ndarray]  # covariance eigenvalues of the online latents
     target_spectra: list[np.ndarray]
+    singular: list[np.ndarray]  # singular values of the uncentred online latents (RankMe's input)
+    target_singular: list[np.ndarray]
     energies: list[dict[str, np.ndarray]]  # {"true", "shuffled"} (B, T_k - 1)
     energy_stats: list[dict[str, float]]
     landscapes: dict[str, list[Landscape]]  # by direction method
@@ -150,16 +152,23 @@ def analyze_run(ref: str | Path, out_dir: str | Path, *, tracking_uri: str | Non
         reg = run.cfg.regularizer.per_level or run.cfg.regularizer.name
         if isinstance(reg, (list, tuple)) or not isinstance(reg, str):
             reg = "/".join(map(str, reg))
-        label = label or (f"{reg} · {info.name} ({run_id[:6]})" if info is not None else f"{reg} · {Path(str(ref)).name}")
+        if label is None:
+            if info is None:
+                label = f"{reg} · {Path(str(ref)).name}"
+            else:
+                label = f"{reg} ({run_id[:6]})" if info.name == reg else f"{reg} · {info.name} ({run_id[:6]})"
         batch, out = forward_eval_batch(run, num_clips)
         model = run.model
-        collapse, spectra, tspectra = [], [], []
+        collapse, tcollapse, spectra, tspectra, sv, tsv = [], [], [], [], [], []
         for k in range(model.depth):
             z = out.z[k].float().cpu().reshape(-1, out.z[k].shape[-1])
             zt = out.target[k].float().cpu().reshape(-1, out.target[k].shape[-1])
             collapse.append(collapse_report(z))
+            tcollapse.append(collapse_report(zt))
             spectra.append(eigenspectrum(z).numpy())
             tspectra.append(eigenspectrum(zt).numpy())
+            sv.append(singular_values(z).numpy())
+            tsv.append(singular_values(zt).numpy())
         energies = pair_energies(model, out, seed)
         stats = energy_summary(energies)
         landscapes = {m: [energy_landscape(model, out, k, method=m, resolution=resolution, seed=seed)
@@ -168,14 +177,14 @@ def analyze_run(ref: str | Path, out_dir: str | Path, *, tracking_uri: str | Non
         for k in range(model.depth):
             a, e = interpolation_energies(model, out, k, seed=seed)
             interp.append((a, e.numpy()))
-        res = RunAnalysis(label, run_id, run.step, out_dir, collapse, spectra, tspectra,
+        res = RunAnalysis(label, run_id, run.step, out_dir, collapse, spectra, tspectra, sv, tsv,
                           [{k: v.numpy() for k, v in e.items()} for e in energies], stats, landscapes, interp)
         head = f"{label} · step {run.step}"
         res.pngs["spectra"] = plots.save(plots.plot_spectra(
             {"online z": spectra, "target z̄": tspectra},
-            {"online z": res.rankme, "target z̄": [collapse_report(out.target[k].float().cpu().reshape(
-                -1, out.target[k].shape[-1]))["rankme"] for k in range(model.depth)]},
-            title=f"eigenspectrum of the latents — {head}"), out_dir / "spectra.png")
+            {"online z": res.rankme, "target z̄": [c["rankme"] for c in tcollapse]},
+            singular={"online z": sv, "target z̄": tsv},
+            title=f"spectra of the latents — {head}"), out_dir / "spectra.png")
         res.pngs["energy_hist"] = plots.save(plots.plot_energy_histograms(
             res.energies, title=f"energy of true vs shuffled pairs — {head}"), out_dir / "energy_hist.png")
         for m, ls in landscapes.items():
@@ -202,7 +211,8 @@ def compare_runs(analyses: Sequence[RunAnalysis], out_dir: str | Path) -> dict[s
     labels = [a.label for a in analyses]
     paths = {"compare_spectra": plots.save(plots.plot_spectra(
         {lab: a.spectra for lab, a in zip(labels, analyses)}, {lab: a.rankme for lab, a in zip(labels, analyses)},
-        title="eigenspectrum of the online latents"), out_dir / "compare_spectra.png")}
+        singular={lab: a.singular for lab, a in zip(labels, analyses)},
+        title="spectra of the online latents"), out_dir / "compare_spectra.png")}
     paths["compare_energy_hist"] = plots.save(plots.plot_energy_histograms(
         {lab: a.energies for lab, a in zip(labels, analyses)}, title="energy of true vs shuffled pairs"),
         out_dir / "compare_energy_hist.png")
@@ -249,7 +259,7 @@ def sweep_report(sweep_id: str, out_dir: str | Path, *, tracking_uri: str | None
     if spectra:
         from hjepa.api import load_run
 
-        sp, rk, ok_labels = [], [], []
+        sp, sv, rk, ok_labels = [], [], [], []
         with tracking_uri_env(tracking_uri):
             for r, lab in zip(runs, labels):
                 try:
@@ -262,11 +272,12 @@ def sweep_report(sweep_id: str, out_dir: str | Path, *, tracking_uri: str | None
                 _, out = forward_eval_batch(run, num_clips)
                 zs = [z.float().cpu().reshape(-1, z.shape[-1]) for z in out.z]
                 sp.append([eigenspectrum(z).numpy() for z in zs])
+                sv.append([singular_values(z).numpy() for z in zs])
                 rk.append([collapse_report(z)["rankme"] for z in zs])
                 ok_labels.append(lab)
         if sp:
             paths["sweep_spectra"] = plots.save(plots.plot_sweep_spectra(
-                sp, rk, ok_labels, title=f"eigenspectra of the online latents — sweep {sweep_id}"),
+                sp, rk, ok_labels, title=f"spectra of the online latents — sweep {sweep_id}", singular=sv),
                 out_dir / "sweep_spectra.png")
             for entry in summary["runs"]:
                 if entry["label"] in ok_labels:

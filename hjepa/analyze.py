@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.run and not args.sweep:
         print("hjepa-analyze: error: give a run (run=<id> / --run) or a sweep (sweep=<id> / --sweep)", file=sys.stderr)
         return 2
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
     from hjepa.checkpoint import CheckpointError
     from hjepa.data import DataValidationError
 
@@ -107,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                 for key, p in paths.items():
                     print(f"  {key:20s} {p}")
         if args.sweep:
+            if args.sweep == "latest":
+                args.sweep = mlflow_io.latest_sweep_id(args.tracking_uri)
             out = Path(args.out) if args.out and not args.run else \
                 Path("hjepa_analysis") / ("sweep_" + _safe(args.sweep))
             paths = sweep_report(args.sweep, out, tracking_uri=args.tracking_uri, spectra=not args.no_spectra,
@@ -117,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {'summary':24s} {out / 'sweep_summary.json'}")
     except (CheckpointError, mlflow_io.MLflowLookupError, DataValidationError) as e:
         print(f"hjepa-analyze: error: {e}", file=sys.stderr)
+        return 1
+    except (ConfigAttributeError, ConfigKeyError) as e:
+        key = getattr(e, "full_key", None) or str(e).splitlines()[0]
+        print(f"hjepa-analyze: error: the checkpoint's stored config has no {key!s}: it was written by an older "
+              "hjepa whose settings differ from this version's; analyse it with the hjepa version that trained it",
+              file=sys.stderr)
         return 1
     return 0
 

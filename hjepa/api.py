@@ -49,9 +49,10 @@ def build_model(cfg: DictConfig, data: DataBundle | None = None, obs_shape=None,
     return build_hjepa(cfg.model, cfg.regularizer, tuple(obs_shape), int(action_dim))
 
 
-def resolve_checkpoint(ref: str | Path) -> Path:
-    """A checkpoint file from a path, a run directory, a ``checkpoints/`` directory or an MLflow run id."""
-    p = Path(ref)
+def resolve_checkpoint(ref: str | Path, tracking_uri: str | None = None) -> Path:
+    """A checkpoint file from a path, a run directory, a ``checkpoints/`` directory or an MLflow run id
+    (its ``checkpoints/`` artifact, fetched from ``tracking_uri`` — default ``$MLFLOW_TRACKING_URI``)."""
+    p = Path(str(ref)).expanduser()
     if p.is_file():
         return p
     if p.is_dir():
@@ -63,29 +64,64 @@ def resolve_checkpoint(ref: str | Path) -> Path:
     if _RUN_ID.match(str(ref)):
         import mlflow
 
-        mlflow.set_tracking_uri(resolve_tracking_uri())
+        uri = resolve_tracking_uri(tracking_uri)
         try:
-            local = mlflow.artifacts.download_artifacts(run_id=str(ref), artifact_path="checkpoints")
+            local = mlflow.artifacts.download_artifacts(run_id=str(ref), artifact_path="checkpoints", tracking_uri=uri)
         except Exception as e:  # noqa: BLE001 — any MLflow failure becomes one clear message
-            raise CheckpointError(f"could not fetch the checkpoint of MLflow run {ref} from {resolve_tracking_uri()} "
-                                  f"({type(e).__name__}: {str(e).splitlines()[0][:200]}); check MLFLOW_TRACKING_URI "
-                                  "or pass a checkpoint path") from e
+            raise CheckpointError(f"could not fetch the checkpoint of MLflow run {ref} from {uri} "
+                                  f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}); check "
+                                  "MLFLOW_TRACKING_URI or pass a checkpoint path") from None
         last = latest_checkpoint(local)
         if last is None:
             raise CheckpointError(f"MLflow run {ref} has no checkpoint artifact (did it finish?)")
         return last
-    raise CheckpointError(f"{ref!r} is neither a checkpoint file, a run directory nor an MLflow run id")
+    raise CheckpointError(f"checkpoint {ref} does not exist: expected a step_XXXXXXXX.pt file, a run directory "
+                          "or an MLflow run id (32 hex digits)")
 
 
-def load_weights_into(model: HJEPA, ref: str | Path) -> Path:
-    """Initialise ``model`` from a trained checkpoint (``model.init_from``), through the safe loader."""
-    path = resolve_checkpoint(ref)
-    ck = load_checkpoint(path)
+def _is_auxiliary(key: str) -> bool:
+    """EMA targets and regulariser buffers: state a warm start may lack or not need."""
+    return ".target." in key or ".regularizer." in key
+
+
+def _model_settings_diff(saved_yaml: str, model_cfg) -> str:
+    """``model.depth=1 (this run: 2), …`` for the model.* settings that differ from a checkpoint's."""
     try:
-        model.load_state_dict(ck["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"model.init_from={ref}: the checkpoint's weights do not fit this model "
-                              f"({str(e).splitlines()[0][:300]}); use the same model.* settings") from e
+        old = OmegaConf.to_container(OmegaConf.create(saved_yaml).model, resolve=False)
+        new = OmegaConf.to_container(model_cfg, resolve=True)
+    except Exception:  # noqa: BLE001 — only an aid for the message
+        return ""
+    diff = [f"model.{k}={old.get(k)!r} (this run: {new.get(k)!r})" for k in sorted(set(old) | set(new))
+            if k != "init_from" and old.get(k) != new.get(k)]
+    return f"; it was trained with {', '.join(diff[:6])}" if diff else ""
+
+
+def load_weights_into(model: HJEPA, ref: str | Path, tracking_uri: str | None = None, model_cfg=None) -> Path:
+    """Initialise ``model`` from a trained checkpoint (``model.init_from``), through the safe loader
+    (``weights_only=True``); returns the checkpoint's path.
+
+    Every encoder, predictor and action-encoder weight must match in name and shape. EMA targets
+    and regulariser buffers are copied when both sides have them; an EMA target the checkpoint
+    lacks (e.g. SIGReg-pretrained, EMA fine-tuned) starts as a copy of its loaded online encoder.
+    """
+    path = resolve_checkpoint(ref, tracking_uri)
+    ck = load_checkpoint(path)
+    state, own = ck["model"], model.state_dict()
+    unexpected = [k for k in state if k not in own and not _is_auxiliary(k)]
+    missing = [k for k in own if k not in state and not _is_auxiliary(k)]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in state
+              if k in own and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)]
+    if unexpected or missing or shapes:
+        parts = [f"{name}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+                 for name, keys in (("unexpected", unexpected), ("missing", missing), ("shape mismatch", shapes)) if keys]
+        hint = _model_settings_diff(ck["config"], model_cfg) if model_cfg is not None else ""
+        raise CheckpointError(f"model.init_from={ref}: the weights of {path} do not fit this model ({'; '.join(parts)})"
+                              f"{hint}. Use the model.* settings it was trained with")
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    with torch.no_grad():
+        for i, lvl in enumerate(model.levels):
+            if getattr(lvl, "target", None) is not None and not any(k.startswith(f"levels.{i}.target.") for k in state):
+                lvl.target.module.load_state_dict(lvl.encoder.state_dict())
     return path
 
 
@@ -124,9 +160,10 @@ class LoadedRun:
         return build_data(self.cfg)
 
 
-def load_run(ref: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Load a trained model from a checkpoint path, run directory or MLflow run id."""
-    path = resolve_checkpoint(ref)
+def load_run(ref: str | Path, device: str | torch.device = "cpu", tracking_uri: str | None = None) -> LoadedRun:
+    """Load a trained model from a checkpoint path, run directory or MLflow run id (looked up in
+    ``tracking_uri``, default ``$MLFLOW_TRACKING_URI``); the file is read with ``weights_only=True``."""
+    path = resolve_checkpoint(ref, tracking_uri)
     ck = load_checkpoint(path, map_location=device)
     cfg = OmegaConf.create(ck["config"])
     meta = ck.get("data", {})

@@ -19,7 +19,7 @@ __all__ = [
     "ModelConfig", "RegularizerConfig", "OptimConfig", "TrainConfig", "EvalConfig",
     "TrackingConfig", "Config", "ConfigError", "register_configs", "validate_config",
     "level_strides", "min_clip_len", "level_regularizers", "ENCODERS", "TOPDOWN_MODES",
-    "PRED_LOSSES", "SUMMARIZERS", "TARGET_MODES",
+    "PRED_LOSSES", "SUMMARIZERS", "TARGET_MODES", "TARGET_NORMS",
 ]
 
 ENCODERS = ("conv", "vit", "mlp")
@@ -27,6 +27,7 @@ TOPDOWN_MODES = ("last", "pred", "none")
 PRED_LOSSES = ("l2", "l1", "smooth_l1")
 SUMMARIZERS = ("latents", "frames")
 TARGET_MODES = ("ema", "stopgrad")
+TARGET_NORMS = ("none", "layer", "batch")
 
 
 class ConfigError(ValueError):
@@ -87,6 +88,8 @@ class ModelConfig:
     latent_dim: int = 64  # width of every level's latent (D_k)
     encoder: str = "conv"  # level-0 frame encoder: conv | vit | mlp (vector observations)
     encoder_width: int = 32  # conv channels / ViT width
+    encoder_norm: str = "group"  # conv encoder normalisation: group | none
+    encoder_out_norm: Optional[str] = None  # none | batch (standardise latents over the batch); default: batch for EMA levels
     patch_size: int = 8  # ViT patch size
     vit_layers: int = 2
     pred_dim: int = 128  # temporal predictor width
@@ -98,7 +101,7 @@ class ModelConfig:
     topdown_detach: bool = True  # no gradient from level k-1's loss into level k through context
     detach_bottom_up: bool = False  # level k's loss does not train level k-1's encoder
     pred_loss: str = "l2"  # l2 | l1 | smooth_l1
-    layernorm_targets: bool = False  # compare layer-normed latents
+    target_norm: str = "none"  # loss-target normalisation: none | layer (I-JEPA) | batch
     loss_weights: Optional[List[float]] = None  # w_k, default all 1
     rollout_horizon: Optional[List[int]] = None  # H_k autoregressive rollout steps, default all 0
     attention_backend: str = "auto"  # auto | sdpa | xformers
@@ -150,8 +153,9 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    num_clips: int = 128  # held-out clips per evaluation
-    probe_l2: float = 1e-3
+    num_clips: int = 256  # held-out clips per evaluation (capped by what the eval episodes hold)
+    probe_l2: Optional[float] = None  # ridge strength of the probes; None = chosen on a validation split
+    rollout_horizon: int = 4  # steps of each level's own clock for eval/level{k}/rollout_error_norm
 
 
 @dataclass
@@ -229,6 +233,9 @@ def validate_config(cfg: Config | DictConfig) -> None:
     for key, val, allowed in (("model.encoder", m.encoder, ENCODERS), ("model.topdown", m.topdown, TOPDOWN_MODES),
                               ("model.pred_loss", m.pred_loss, PRED_LOSSES),
                               ("model.summarizer", m.summarizer, SUMMARIZERS),
+                              ("model.encoder_norm", m.encoder_norm, ("none", "group")),
+                              ("model.target_norm", m.target_norm, TARGET_NORMS),
+                              ("model.encoder_out_norm", m.encoder_out_norm or "none", ("none", "batch")),
                               ("model.attention_backend", m.attention_backend, ("auto", "sdpa", "xformers"))):
         if val not in allowed:
             raise ConfigError(key, val, f"allowed values: {', '.join(allowed)}")

@@ -1,18 +1,24 @@
 """Thin helpers over ``torch.distributed`` for ``torchrun`` launches (DDP: gloo on CPU, nccl on GPU).
 
-Outside ``torchrun`` every helper is a no-op for a single process.
+Outside ``torchrun`` every helper is a no-op for a single process. Collective helpers
+(``any_true``, ``all_finite``, ``mean_dict``, ``broadcast_object``, ``barrier``) must be called by
+every rank in the same order.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import warnings
+from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as td
 from torch import nn
 
-__all__ = ["rank", "world_size", "is_distributed", "process_group", "device", "wrap", "all_finite"]
+__all__ = ["rank", "world_size", "is_distributed", "is_main", "process_group", "device", "wrap", "all_finite",
+           "any_true", "mean_dict", "broadcast_object", "barrier", "launched_by_torchrun"]
 
 
 def is_distributed() -> bool:
@@ -27,13 +33,24 @@ def world_size() -> int:
     return td.get_world_size() if is_distributed() else 1
 
 
+def is_main() -> bool:
+    return rank() == 0
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 @contextlib.contextmanager
-def process_group():
-    """Initialise the default process group when launched by ``torchrun`` (``WORLD_SIZE > 1``)."""
-    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not is_distributed()
+def process_group(timeout_s: float = 1800.0):
+    """Initialise the default process group when launched by ``torchrun`` (``WORLD_SIZE > 1``):
+    nccl when CUDA is available, else gloo. Destroyed on exit."""
+    launched = launched_by_torchrun() and not is_distributed()
     if launched:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
-        td.init_process_group(backend=backend)
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        td.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
     try:
         yield
     finally:
@@ -56,13 +73,64 @@ def wrap(model: nn.Module, dev: torch.device) -> nn.Module:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        if dev.type == "cuda":  # batch statistics over the global batch, as in one process
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)  # replaces the submodules in place
+        elif rank() == 0:
+            warnings.warn("the model has batch-norm layers (e.g. model.target_norm=batch): on CPU each process "
+                          "normalises with the statistics of its own slice of the batch (SyncBatchNorm needs GPUs), "
+                          "so results differ from a single process on the same global batch", RuntimeWarning,
+                          stacklevel=2)
     ids = [dev.index] if dev.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
+
+
+def _reduce_device() -> torch.device:
+    """nccl reduces CUDA tensors only; gloo CPU tensors."""
+    if is_distributed() and td.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def all_finite(x: torch.Tensor) -> bool:
     """Whether ``x`` is finite on every rank (all ranks skip a bad step together)."""
     ok = torch.isfinite(x.detach()).all().to(torch.float32).reshape(1)
     if is_distributed():
+        ok = ok.to(_reduce_device())
         td.all_reduce(ok, op=td.ReduceOp.MIN)
     return bool(ok.item() > 0)
+
+
+def any_true(flag: bool) -> bool:
+    """Whether ``flag`` is true on any rank (a stop requested on one rank stops them all)."""
+    if not is_distributed():
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=_reduce_device())
+    td.all_reduce(t, op=td.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def mean_dict(values: dict[str, float]) -> dict[str, float]:
+    """The mean over ranks of each scalar (same keys on every rank, in any order)."""
+    if not is_distributed():
+        return dict(values)
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=_reduce_device())
+    td.all_reduce(t, op=td.ReduceOp.SUM)
+    t /= world_size()
+    return dict(zip(keys, t.cpu().tolist()))
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """``obj`` from rank ``src`` on every rank (small picklable objects between the job's own
+    processes: paths, decisions, error messages)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    td.broadcast_object_list(box, src=src, device=_reduce_device() if td.get_backend() == "nccl" else None)
+    return box[0]
+
+
+def barrier() -> None:
+    if is_distributed():
+        td.barrier()

@@ -9,7 +9,7 @@ from torch import Tensor
 from .metrics import collapse_report, ridge_probe_r2
 from .models.hjepa import HJEPA, JEPAOutput
 
-__all__ = ["evaluate", "level_factors", "shuffle_permutation"]
+__all__ = ["evaluate", "level_factors", "probe_r2", "shuffle_permutation", "PROBE_L2_GRID"]
 
 
 def shuffle_permutation(n: int, seed: int = 0) -> Tensor:
@@ -30,8 +30,33 @@ def level_factors(state: Tensor, span: int, steps: int) -> Tensor:
     return reduce(state[:, : steps * span], "b (n s) f -> b n f", "mean", s=span)
 
 
+PROBE_L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)
+
+
+def probe_r2(z: Tensor, y: Tensor, episode: Tensor, l2: float | None = None) -> Tensor:
+    """Held-out R² per factor of a ridge probe from latents ``z (B, T, D)`` to ``y (B, T, F)``.
+
+    Clips of even episodes train, odd episodes test, so no episode is on both sides. With
+    ``l2=None`` the ridge strength is chosen per factor from ``PROBE_L2_GRID`` on a validation
+    split of the training episodes (``episode % 4 == 2``) before the final fit.
+    """
+    flat = lambda t, m: t[m].reshape(-1, t.shape[-1])  # noqa: E731
+    tr, te = episode % 2 == 0, episode % 2 == 1
+    if l2 is not None:
+        return ridge_probe_r2(flat(z, tr), flat(y, tr), flat(z, te), flat(y, te), l2=l2)
+    fit, val = episode % 4 == 0, episode % 4 == 2
+    if not (fit.any() and val.any()):
+        return ridge_probe_r2(flat(z, tr), flat(y, tr), flat(z, te), flat(y, te), l2=PROBE_L2_GRID[1])
+    scores = torch.stack([ridge_probe_r2(flat(z, fit), flat(y, fit), flat(z, val), flat(y, val), l2=a)
+                          for a in PROBE_L2_GRID])  # (grid, F)
+    best = scores.argmax(0)
+    finals = torch.stack([ridge_probe_r2(flat(z, tr), flat(y, tr), flat(z, te), flat(y, te), l2=a)
+                          for a in PROBE_L2_GRID])
+    return finals.gather(0, best[None]).squeeze(0)
+
+
 @torch.no_grad()
-def evaluate(model: HJEPA, batch: dict[str, Tensor], factor_names: list[str], probe_l2: float = 1e-3,
+def evaluate(model: HJEPA, batch: dict[str, Tensor], factor_names: list[str], probe_l2: float | None = None,
              device: torch.device | str = "cpu", rollout_horizon: int = 4) -> dict[str, float]:
     """Metrics named ``eval/level{k}/<name>`` on a fixed held-out batch.
 
@@ -40,7 +65,7 @@ def evaluate(model: HJEPA, batch: dict[str, Tensor], factor_names: list[str], pr
     (one-step error at the level's own clock divided by the target variance: 1 = no better than
     predicting the mean); ``rollout_error_norm`` (the same for an autoregressive rollout of
     ``rollout_horizon`` steps of the level's clock, context held fixed); ``probe_r2/<factor>`` (ridge on frozen latents, fit on even episodes and
-    scored on odd ones).
+    scored on odd ones; see ``probe_r2``).
     """
     was_training = model.training
     model.eval()
@@ -73,9 +98,7 @@ def evaluate(model: HJEPA, batch: dict[str, Tensor], factor_names: list[str], pr
             metrics[p + "rollout_error_norm"] = float(ro / var)
         if state.shape[-1] and train_mask.any() and (~train_mask).any():
             y = level_factors(state.float(), model.spans[k], z.shape[1])
-            tr, te = train_mask, ~train_mask
-            r2 = ridge_probe_r2(z[tr].reshape(-1, z.shape[-1]), y[tr].reshape(-1, y.shape[-1]),
-                                z[te].reshape(-1, z.shape[-1]), y[te].reshape(-1, y.shape[-1]), l2=probe_l2)
+            r2 = probe_r2(z, y, episode, probe_l2)
             for name, v in zip(factor_names, r2.tolist()):
                 metrics[f"{p}probe_r2/{name}"] = v
     model.train(was_training)

@@ -1,17 +1,30 @@
 """Training: ``hjepa-train`` (Hydra) and the ``Trainer`` it drives.
 
-One MLflow run per job; atomic rotating checkpoints holding everything needed for an exact
-resume; non-finite losses skipped and counted; Ctrl-C saves and exits; DDP under ``torchrun``.
+* One MLflow run per job; a resumed job continues the same MLflow run.
+* Atomic rotating checkpoints (``<out_dir>/checkpoints/step_XXXXXXXX.pt``) holding everything an
+  exact resume needs: model (with EMA targets and the SIGReg direction counters), optimizer,
+  LR scheduler, RNG states, the step (the data order is a pure function of seed and step), the
+  collapse-alarm reference values and the non-finite counters. ``train.resume=true`` with the
+  same output directory continues a killed run bit for bit (CPU).
+* A non-finite loss or gradient skips the step (counted in ``train/nonfinite_skipped``); after
+  ``train.max_nonfinite`` in a row training stops, naming the last good checkpoint. No
+  checkpoint is written while the loss is non-finite, so good checkpoints are never rotated away.
+* Ctrl-C / SIGTERM finish the current step, save a checkpoint and exit (code 130 / 143).
+* DDP under ``torchrun`` (gloo on CPU, nccl on GPU): every rank draws the same global batch and
+  keeps its slice; SIGReg reduces its statistic over ranks; logged training scalars are averaged
+  over ranks; only rank 0 evaluates, logs to MLflow and writes checkpoints.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import random
 import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -23,21 +36,42 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from . import distributed as dist
-from .checkpoint import (CheckpointError, latest_checkpoint, load_checkpoint, rotate_checkpoints,
-                         save_checkpoint)
+from .checkpoint import (CheckpointError, atomic_write_text, find_resumable, latest_checkpoint, list_checkpoints,
+                         load_checkpoint, quarantine, remove_stale_temp_files, rotate_checkpoints, save_checkpoint)
 from .config import ConfigError, register_configs, validate_config
 from .data import DataBundle, DataValidationError, build_data
 from .evaluation import evaluate
 from .models import HJEPA, build_hjepa, momentum_schedule
 from .tracking import Tracker, flatten
 
-__all__ = ["Trainer", "TrainingError", "train", "main", "lr_lambda", "seed_everything", "resolve_device"]
+__all__ = ["Trainer", "TrainingError", "TrainingInterrupted", "train", "main", "lr_lambda", "seed_everything",
+           "resolve_device", "RUN_INFO_FILE", "FALLBACK_METRICS_FILE"]
 
 log = logging.getLogger("hjepa.train")
+
+RUN_INFO_FILE = "run.json"  # <out_dir>/run.json: the MLflow run of this output directory
+FALLBACK_METRICS_FILE = "metrics_fallback.jsonl"  # metrics written here when MLflow fails
+
+# config keys that do not change what is computed: a resume may change them without a warning
+_RESUME_FREE_KEYS = ("train.resume", "train.progress", "train.device", "train.threads", "train.log_every",
+                     "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints", "train.max_nonfinite",
+                     "train.collapse_stop", "out_dir", "tracking.", "model.init_from", "data.cache_dir",
+                     "model.attention_backend")
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss stayed non-finite); the message says what to do."""
+
+    exit_code = 1
+
+
+class TrainingInterrupted(TrainingError):
+    """Stopped by SIGINT (Ctrl-C) or SIGTERM after saving a checkpoint."""
+
+    def __init__(self, msg: str, signum: int = signal.SIGINT):
+        super().__init__(msg)
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
 
 
 def seed_everything(seed: int) -> None:
@@ -66,35 +100,95 @@ def lr_lambda(warmup: int, total: int, min_ratio: float):
 
 def _rng_state() -> dict[str, Any]:
     np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+    py = random.getstate()
+    return {"torch": torch.get_rng_state(), "python": [py[0], list(py[1]), py[2]],
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def _set_rng_state(s: dict[str, Any]) -> None:
-    torch.set_rng_state(s["torch"])
+    torch.set_rng_state(s["torch"].cpu())
     py = s["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = s["numpy"]
-    np.random.set_state((n[0], np.asarray(n[1], dtype=np.uint32), *n[2:]))
-    if s.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
+    key = n[1].numpy() if isinstance(n[1], torch.Tensor) else np.asarray(n[1])
+    np.random.set_state((n[0], key.astype(np.uint32), *n[2:]))
+    if s.get("cuda") and torch.cuda.is_available() and len(s["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([t.cpu() for t in s["cuda"]])
+
+
+def _config_drift(saved_yaml: str, cfg: DictConfig) -> list[str]:
+    """Keys whose value differs between a checkpoint's config and ``cfg`` (ignoring keys that do
+    not change the computation)."""
+    try:
+        old = flatten(OmegaConf.to_container(OmegaConf.create(saved_yaml), resolve=False))
+    except Exception:  # noqa: BLE001 — an unreadable stored config is reported as a drift of everything
+        return ["(the checkpoint's config cannot be parsed)"]
+    new = flatten(OmegaConf.to_container(cfg, resolve=True))
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
+            if not any(k == f or (f.endswith(".") and k.startswith(f)) for f in _RESUME_FREE_KEYS)
+            and str(old.get(k)) != str(new.get(k))]
+
+
+class _StopRequests:
+    """SIGINT/SIGTERM set a flag that the training loop reads after each step, so the checkpoint is
+    taken at a step boundary. A second Ctrl-C more than 2 s after the first aborts at once
+    (``KeyboardInterrupt``, nothing saved); repeats within 2 s (e.g. ``torchrun`` forwarding the
+    terminal's signal) are ignored."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._t = 0.0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    self._previous[s] = signal.signal(s, self._handle)
+                except (ValueError, OSError):  # pragma: no cover — embedded interpreters
+                    pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._previous.items():
+            try:
+                signal.signal(s, h)
+            except (ValueError, OSError, TypeError):  # pragma: no cover
+                pass
+        self._previous.clear()
+
+    def _handle(self, signum, frame) -> None:
+        now = time.monotonic()
+        if self.signum is None:
+            self.signum, self._t = signum, now
+            name = signal.Signals(signum).name
+            print(f"\nhjepa: {name} received: finishing this step, saving a checkpoint, then stopping "
+                  "(Ctrl-C again to abort without saving)", file=sys.stderr, flush=True)
+        elif signum == signal.SIGINT and now - self._t > 2.0:
+            raise KeyboardInterrupt
 
 
 class Trainer:
     """Trains an ``HJEPA`` from a resolved config.
 
-    ``run()`` returns the final evaluation metrics (also logged to MLflow). The checkpoint
-    directory is ``<out_dir>/checkpoints``.
+    ``run()`` returns the final metrics (also logged to MLflow). The checkpoint directory is
+    ``<out_dir>/checkpoints``.
     """
 
     def __init__(self, cfg: DictConfig, data: DataBundle | None = None):
         validate_config(cfg)
         self.cfg = cfg
-        self.out_dir = Path(cfg.out_dir)
-        self.ckpt_dir = self.out_dir / "checkpoints"
         self.rank, self.world = dist.rank(), dist.world_size()
         self.is_main = self.rank == 0
+        if cfg.data.batch_size % self.world:
+            raise ConfigError("data.batch_size", cfg.data.batch_size,
+                              f"the global batch must be divisible by the number of processes ({self.world}): "
+                              f"use a multiple of {self.world}")
+        # every rank uses rank 0's output directory (Hydra's timestamped run dirs may differ by a second)
+        self.out_dir = Path(dist.broadcast_object(str(Path(cfg.out_dir).absolute())))
+        self.ckpt_dir = self.out_dir / "checkpoints"
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
         self.device = dist.device(resolve_device(cfg.train.device))
@@ -102,10 +196,6 @@ class Trainer:
         self.data = data if data is not None else build_data(cfg)
         self.model: HJEPA = build_hjepa(cfg.model, cfg.regularizer, self.data.obs_shape, self.data.action_dim)
         self.model.to(self.device)
-        if cfg.model.init_from:
-            from .api import load_weights_into
-
-            load_weights_into(self.model, cfg.model.init_from)
         self.ddp_model = dist.wrap(self.model, self.device)
         o = cfg.optim
         self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=o.lr,
@@ -113,13 +203,19 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(o.warmup_steps, cfg.train.steps, o.min_lr_ratio))
         self.step = 0
-        self.tracker = Tracker(cfg.tracking.enabled and self.is_main, cfg.tracking.uri, cfg.tracking.experiment)
+        self.tracker = Tracker(cfg.tracking.enabled and self.is_main, cfg.tracking.uri, cfg.tracking.experiment,
+                               fallback_path=self.out_dir / FALLBACK_METRICS_FILE)
         self.eval_batch = self.data.eval_batch(cfg.eval.num_clips)
         self.first_rankme: dict[int, float] = {}
         self.nonfinite_streak = 0
         self.nonfinite_total = 0
         self.last_metrics: dict[str, float] = {}
         self.status = "FINISHED"
+        self.resumed_from: Path | None = None
+        self.init_from: Path | None = None
+        self._prepared = False
+        self._started = False  # run() got past the start-up checks
+        self._saved_step: int | None = None
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -127,67 +223,165 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(), "rng": _rng_state(),
                 "config": OmegaConf.to_yaml(self.cfg, resolve=True), "mlflow_run_id": self.tracker.run_id,
                 "first_rankme": {str(k): v for k, v in self.first_rankme.items()},
-                "nonfinite_total": self.nonfinite_total,
+                "nonfinite_total": self.nonfinite_total, "nonfinite_streak": self.nonfinite_streak,
+                "metrics": dict(self.last_metrics), "world_size": self.world,
                 "data": {"obs_shape": list(self.data.obs_shape), "action_dim": self.data.action_dim,
                          "factor_names": list(self.data.factor_names)}}
 
+    def _weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(t).all()) for t in self.model.state_dict().values() if t.is_floating_point())
+
     def save(self) -> Path | None:
+        """Write a checkpoint of the current step (rank 0 only) and keep the newest
+        ``train.keep_checkpoints``. Refuses to write non-finite weights (returns ``None``)."""
         if not self.is_main:
+            return None
+        if self._saved_step == self.step:
+            return latest_checkpoint(self.ckpt_dir)
+        if not self._weights_finite():
+            msg = (f"not writing a checkpoint at step {self.step}: the weights are not finite; the last good "
+                   f"checkpoint {latest_checkpoint(self.ckpt_dir)} is kept")
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
             return None
         path = save_checkpoint(self.state_dict(), self.ckpt_dir, self.step)
         rotate_checkpoints(self.ckpt_dir, self.cfg.train.keep_checkpoints)
+        self._saved_step = self.step
         return path
 
-    def resume(self) -> str | None:
-        """Restore from the newest checkpoint in ``ckpt_dir``; returns its MLflow run id."""
-        path = latest_checkpoint(self.ckpt_dir)
-        if path is None:
+    def _choose_start(self) -> Path | None:
+        """Rank 0: the checkpoint to resume from (``None``: start at step 0), after checking the
+        output directory. Unreadable newer checkpoints are renamed ``*.unreadable`` with a warning."""
+        remove_stale_temp_files(self.ckpt_dir)
+        existing = list_checkpoints(self.ckpt_dir)
+        if not self.cfg.train.resume:
+            if existing:
+                raise CheckpointError(
+                    f"{self.ckpt_dir} already holds checkpoints of an earlier run (newest: {existing[-1].name}). "
+                    "Continue it with train.resume=true, or start a new run in another output directory "
+                    "(hydra.run.dir=...). Nothing was changed")
+            return None
+        if not existing:
             log.info("train.resume=true but %s holds no checkpoint: starting from step 0", self.ckpt_dir)
             return None
+        path, _, bad = find_resumable(self.ckpt_dir)  # raises when none can be read (nothing touched)
+        for p, why in bad:
+            moved = quarantine(p)
+            msg = (f"{why}\nResuming from the newest readable checkpoint {path} instead; the unreadable file "
+                   f"was kept as {moved}")
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        return path
+
+    def _load_resume(self, path: Path) -> None:
         ck = load_checkpoint(path, map_location=self.device)
         try:
             self.model.load_state_dict(ck["model"])
             self.optimizer.load_state_dict(ck["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"{path} does not match this model/optimizer config ({str(e).splitlines()[0]}); "
-                                  "resume with the config it was trained with") from e
-        self.scheduler.load_state_dict(ck["scheduler"])
-        _set_rng_state(ck["rng"])
-        self.step = int(ck["step"])
-        self.first_rankme = {int(k): float(v) for k, v in ck.get("first_rankme", {}).items()}
-        self.nonfinite_total = int(ck.get("nonfinite_total", 0))
+            self.scheduler.load_state_dict(ck["scheduler"])
+            _set_rng_state(ck["rng"])
+            self.step = int(ck["step"])
+            self.first_rankme = {int(k): float(v) for k, v in ck.get("first_rankme", {}).items()}
+            self.nonfinite_total = int(ck.get("nonfinite_total", 0))
+            self.nonfinite_streak = int(ck.get("nonfinite_streak", 0))
+            self.last_metrics = {str(k): float(v) for k, v in ck.get("metrics", {}).items()}
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+            raise CheckpointError(f"{path} does not match this model/optimizer config "
+                                  f"({(str(e).splitlines() or [''])[0][:300]}); resume with the config it was "
+                                  "trained with (see its config.yaml)") from None
+        if int(ck.get("world_size", self.world)) != self.world:
+            log.warning("%s was written by %s process(es), resumed with %d: the data order is the same, results "
+                        "match up to floating-point reduction order", path, ck.get("world_size"), self.world)
+        drift = _config_drift(ck["config"], self.cfg) if self.is_main else []
+        if drift:
+            msg = (f"resuming {path} with a different config, so the result will not equal an uninterrupted run: "
+                   + "; ".join(drift[:10]) + (" ..." if len(drift) > 10 else ""))
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        self._resume_run_id = ck.get("mlflow_run_id")
+        self.resumed_from = path
+        self._saved_step = self.step
         log.info("resumed from %s at step %d", path, self.step)
-        return ck.get("mlflow_run_id")
+
+    def _run_info(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.out_dir / RUN_INFO_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def prepare(self) -> None:
+        """Decide how the run starts (resume, ``model.init_from`` or fresh) — collectively under DDP.
+
+        Called by ``run()``; raises ``CheckpointError`` for an output directory that holds another
+        run's checkpoints (without ``train.resume``), unreadable checkpoints, or weights that do not
+        fit the model. Nothing is written before these checks pass.
+        """
+        if self._prepared:
+            return
+        decision: tuple[str, str | None]
+        if self.is_main:
+            try:
+                path = self._choose_start()
+                decision = ("ok", str(path) if path is not None else None)
+            except CheckpointError as e:
+                decision = ("error", str(e))
+        else:
+            decision = ("ok", None)
+        decision = dist.broadcast_object(decision)
+        if decision[0] == "error":
+            raise CheckpointError(decision[1])
+        self._resume_run_id = None
+        if decision[1] is not None:
+            self._load_resume(Path(decision[1]))
+        elif self.cfg.model.init_from:
+            from .api import load_weights_into
+
+            self.init_from = load_weights_into(self.model, self.cfg.model.init_from, tracking_uri=self.tracker.uri,
+                                              model_cfg=self.cfg.model)
+            log.info("model weights initialised from %s", self.init_from)
+        if self.cfg.train.resume and self._resume_run_id is None and self.is_main:
+            self._resume_run_id = self._run_info().get("mlflow_run_id")  # killed before its first checkpoint
+        self._prepared = True
 
     # ------------------------------------------------------------------ tracking
-    def _start_tracking(self, run_id: str | None) -> None:
+    def _start_tracking(self) -> None:
         if not self.is_main:
             return
-        tags = _hydra_tags()
-        self.tracker.start(run_name=self.cfg.tracking.run_name, run_id=run_id, tags=tags)
-        if run_id is None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        resolved = OmegaConf.to_yaml(self.cfg, resolve=True)
+        cfg_path = self.out_dir / "config.yaml"
+        if self.resumed_from is None or not cfg_path.exists():
+            atomic_write_text(cfg_path, resolved)
+        tags = {**_hydra_tags(), "hjepa.output_dir": str(self.out_dir)}
+        if self.init_from is not None:
+            tags["hjepa.init_from"] = f"{self.cfg.model.init_from} ({self.init_from})"
+        self.tracker.start(run_name=self.cfg.tracking.run_name, run_id=self._resume_run_id, tags=tags)
+        if self.tracker.run_id is not None and not self.tracker.resumed:
             self.tracker.log_params(flatten(OmegaConf.to_container(self.cfg, resolve=True)))
-            cfg_path = self.out_dir / "config.yaml"
-            cfg_path.parent.mkdir(parents=True, exist_ok=True)
-            cfg_path.write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
             self.tracker.log_artifact(cfg_path)
+        if self.tracker.resumed:
+            self.tracker.set_tags({"hjepa.resumed_from_step": self.step,
+                                   "hjepa.resumed_from": str(self.resumed_from or "(no checkpoint: step 0)")})
+        if self.tracker.run_id is not None:
+            atomic_write_text(self.out_dir / RUN_INFO_FILE, json.dumps(
+                {"mlflow_run_id": self.tracker.run_id, "tracking_uri": self.tracker.uri,
+                 "experiment": self.tracker.experiment}, indent=2))
 
     # ------------------------------------------------------------------ training
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float] | None:
         """One optimisation step; returns the scalars to log, or ``None`` when the step was skipped
-        because the loss or gradient was non-finite."""
+        because the loss or gradient was non-finite (on any rank)."""
         cfg = self.cfg
         obs, act = batch["obs"].to(self.device, non_blocking=True), batch["actions"].to(self.device, non_blocking=True)
         out = self.ddp_model(obs, act)
         losses = self.model.losses(out)
         self.optimizer.zero_grad(set_to_none=True)
         if not dist.all_finite(losses.total):
+            self._skip_schedule()
             return None
         losses.total.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip if cfg.optim.grad_clip > 0
                                                else float("inf"))
         if not dist.all_finite(gnorm):
             self.optimizer.zero_grad(set_to_none=True)
+            self._skip_schedule()
             return None
         self.optimizer.step()
         self.scheduler.step()
@@ -202,8 +396,15 @@ class Trainer:
                 logs[f"train/level{k}/rollout_loss"] = float(losses.rollout[k])
         return logs
 
+    def _skip_schedule(self) -> None:
+        """A skipped step still advances the LR schedule: the LR stays a function of the step."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "lr_scheduler.step() before optimizer.step()"
+            self.scheduler.step()
+
     def evaluate(self) -> dict[str, float]:
-        metrics = evaluate(self.model, self.eval_batch, self.data.factor_names, self.cfg.eval.probe_l2, self.device)
+        metrics = evaluate(self.model, self.eval_batch, self.data.factor_names, self.cfg.eval.probe_l2, self.device,
+                           self.cfg.eval.rollout_horizon)
         alarms = {}
         for k in range(self.model.depth):
             r = metrics[f"eval/level{k}/rankme"]
@@ -223,69 +424,101 @@ class Trainer:
 
     def run(self) -> dict[str, float]:
         cfg = self.cfg
-        run_id = self.resume() if cfg.train.resume else None
-        self._start_tracking(run_id)
+        self.prepare()
+        self._start_tracking()
+        self._started = True
         total = cfg.train.steps
-        loader = self.data.train_loader(cfg.seed, start_step=self.step, num_steps=total - self.step,
+        if self.step >= total:
+            log.info("the run is already complete (step %d of %d)", self.step, total)
+        loader = self.data.train_loader(cfg.seed, start_step=self.step, num_steps=max(total - self.step, 0),
                                         rank=self.rank, world_size=self.world)
+        # a DataLoader iterator draws a base seed from the global RNG: keep that out of the RNG stream, so
+        # the stream is the same whether the loop started at step 0 or at a resumed step
+        rng = torch.get_rng_state()
+        batches = iter(loader)
+        torch.set_rng_state(rng)
         bar = tqdm(total=total, initial=self.step, disable=not (cfg.train.progress and self.is_main),
                    desc="hjepa", dynamic_ncols=True, mininterval=1.0)
         t0, steps_done = time.time(), 0
         try:
-            for batch in loader:
-                logs = self.train_step(batch)
-                if logs is None:
-                    self._on_nonfinite()
+            with _StopRequests() as stop:
+                for batch in batches:
+                    logs = self.train_step(batch)
                     self.step += 1
-                    continue
-                self.nonfinite_streak = 0
-                self.step += 1
-                steps_done += 1
-                if self.step % cfg.train.log_every == 0 or self.step == total:
-                    logs["train/steps_per_s"] = steps_done / max(time.time() - t0, 1e-9)
-                    self.tracker.log_metrics(logs, self.step)
-                    self.last_metrics.update(logs)
-                    bar.set_postfix(loss=f"{logs['train/loss']:.4f}", refresh=False)
-                if self.is_main and (self.step % cfg.train.eval_every == 0 or self.step == total):
-                    m = self.evaluate()
-                    stop = cfg.train.collapse_stop and any(m[f"eval/level{k}/collapse_alarm"]
-                                                           for k in range(self.model.depth))
-                    if stop:
+                    if logs is None:
+                        self._on_nonfinite()
+                    else:
+                        self.nonfinite_streak = 0
+                        steps_done += 1
+                        if self.step % cfg.train.log_every == 0 or self.step == total:
+                            logs = dist.mean_dict(logs)
+                            logs["train/steps_per_s"] = steps_done / max(time.time() - t0, 1e-9)
+                            if self.nonfinite_total:
+                                logs["train/nonfinite_skipped"] = self.nonfinite_total
+                            self.tracker.log_metrics(logs, self.step)
+                            self.last_metrics.update(logs)
+                            bar.set_postfix(loss=f"{logs['train/loss']:.4f}", refresh=False)
+                    if self.step % cfg.train.eval_every == 0 or self.step == total:
+                        collapsed = False
+                        if self.is_main:
+                            m = self.evaluate()
+                            collapsed = cfg.train.collapse_stop and any(m[f"eval/level{k}/collapse_alarm"]
+                                                                        for k in range(self.model.depth))
+                        if dist.any_true(collapsed):
+                            self.save()
+                            log.warning("stopping early at step %d: collapse alarm (train.collapse_stop=true)",
+                                        self.step)
+                            break
+                    if (self.step % cfg.train.checkpoint_every == 0 or self.step == total) and not self.nonfinite_streak:
                         self.save()
-                        self.status = "FINISHED"
-                        log.warning("stopping early: collapse alarm (train.collapse_stop=true)")
-                        break
-                if self.step % cfg.train.checkpoint_every == 0 or self.step == total:
-                    self.save()
-                bar.update(1)
-        except KeyboardInterrupt:
+                    bar.update(1)
+                    if dist.any_true(stop.signum is not None) and self.step < total:  # (done anyway at the end)
+                        self._interrupted(stop.signum or signal.SIGTERM)
+        except TrainingInterrupted:
             self.status = "KILLED"
-            path = self.save()
             bar.close()
             self.tracker.end("KILLED")
-            raise TrainingError(f"interrupted at step {self.step}; checkpoint saved to {path}. Resume with the same "
-                                f"output directory and train.resume=true") from None
-        except TrainingError:
+            raise
+        except KeyboardInterrupt:  # a second Ctrl-C: abort without saving
+            self.status = "KILLED"
+            bar.close()
+            self.tracker.end("KILLED")
+            raise
+        except BaseException:
             self.status = "FAILED"
             bar.close()
             self.tracker.end("FAILED")
             raise
         bar.close()
-        final = self._finish()
-        return final
+        return self._finish()
+
+    def _interrupted(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if not self.is_main:
+            raise TrainingInterrupted(f"{name}: stopped at step {self.step} (rank 0 writes the checkpoint)", signum)
+        path = self.save() if not self.nonfinite_streak else None
+        path = path or latest_checkpoint(self.ckpt_dir)
+        raise TrainingInterrupted(
+            f"{name}: stopped at step {self.step}; checkpoint {path if path else '(none: weights not finite)'}. "
+            f"Resume with the same output directory ({self.out_dir}) and train.resume=true", signum)
 
     def _on_nonfinite(self) -> None:
+        """Called after a skipped step (``self.step`` already counts it)."""
         self.nonfinite_streak += 1
         self.nonfinite_total += 1
         warnings.warn(f"non-finite loss or gradient at step {self.step}: step skipped "
                       f"({self.nonfinite_streak}/{self.cfg.train.max_nonfinite} in a row)", RuntimeWarning, stacklevel=2)
         self.tracker.log_metrics({"train/nonfinite_skipped": self.nonfinite_total}, self.step)
+        self.last_metrics["train/nonfinite_skipped"] = self.nonfinite_total
         if self.nonfinite_streak >= self.cfg.train.max_nonfinite:
             last = latest_checkpoint(self.ckpt_dir)
+            where = (f"The last good checkpoint is {last if last else '(none written yet)'}" if self.is_main
+                     else "Rank 0 names the last good checkpoint")
             raise TrainingError(
-                f"the loss was non-finite for {self.nonfinite_streak} consecutive steps (step {self.step}); training "
-                f"stopped. The last good checkpoint is {last if last else '(none written yet)'}. Lower optim.lr, "
-                "check the data for NaN/inf, or raise train.max_nonfinite")
+                f"the loss was non-finite for {self.nonfinite_streak} consecutive steps (up to step {self.step}); "
+                f"training stopped. {where}. Lower "
+                "optim.lr, keep optim.grad_clip > 0, check the data for NaN/inf, or raise train.max_nonfinite; "
+                "continue from the checkpoint with train.resume=true")
 
     def _finish(self) -> dict[str, float]:
         if self.is_main:
@@ -296,24 +529,30 @@ class Trainer:
         return dict(self.last_metrics)
 
     def summary(self) -> None:
-        """Print the run id, final metrics and the command that opens them."""
-        if not self.is_main:
+        """Print the run id, final metrics and the command that opens them (nothing when the run
+        never started, e.g. rejected at start-up)."""
+        if not (self.is_main and self._started):
             return
         m = self.last_metrics
         keys = ["train/loss"] + [k for k in sorted(m) if k.startswith("eval/") and
                                  any(k.endswith(s) for s in ("rankme", "energy_gap", "pred_error_norm"))]
         lines = [f"  {k:32s} {m[k]:.4f}" for k in keys if k in m]
+        if m.get("train/nonfinite_skipped"):
+            lines.append(f"  {'non-finite steps skipped':32s} {int(m['train/nonfinite_skipped'])}")
         ck = latest_checkpoint(self.ckpt_dir)
         uri = self.tracker.uri
-        print("\n".join([
-            "", "=" * 72,
-            f"hjepa run finished at step {self.step} ({self.status})",
-            f"  MLflow run id : {self.tracker.run_id or '(tracking off or failed)'}",
-            f"  tracking URI  : {uri}",
-            f"  checkpoint    : {ck}",
-            *lines,
-            f"  open with     : mlflow ui --backend-store-uri {uri}",
-            "=" * 72]), flush=True)
+        head = (f"hjepa run finished at step {self.step}" if self.status == "FINISHED"
+                else f"hjepa run stopped at step {self.step} ({self.status})")
+        if not self.tracker.enabled:
+            track = ["  MLflow        : (tracking off)"]
+        else:
+            rid = self.tracker.run_id or "(none)"
+            if self.tracker.failure:
+                rid += f" — MLflow failed ({self.tracker.failure}); later metrics in {self.tracker.fallback_path}"
+            track = [f"  MLflow run id : {rid}", f"  tracking URI  : {uri}"]
+        tail = [f"  open with     : mlflow ui --backend-store-uri {uri}"] if self.tracker.enabled else []
+        print("\n".join(["", "=" * 72, head, *track, f"  checkpoint    : {ck}", *lines, *tail, "=" * 72]),
+              flush=True)
 
 
 def _hydra_tags() -> dict[str, str]:
@@ -340,20 +579,33 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.summary()
 
 
-def _raise_interrupt(signum, frame) -> None:
-    """SIGTERM (e.g. a cluster pre-emption) is handled like Ctrl-C: checkpoint, then exit."""
-    raise KeyboardInterrupt
+def _cli_formatwarning(message, category, filename, lineno, line=None) -> str:
+    """hjepa's own warnings on the command line: one line, without the source line."""
+    if f"{os.sep}hjepa{os.sep}" in str(filename):
+        return f"hjepa-train: {category.__name__}: {message}\n"
+    return _default_formatwarning(message, category, filename, lineno, line)
+
+
+_default_formatwarning = warnings.formatwarning
 
 
 def _hydra_main(cfg: DictConfig) -> float | None:
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
+    warnings.formatwarning = _cli_formatwarning
+    prefix = f"[rank {dist.rank()}] " if dist.launched_by_torchrun() else ""
     try:
         with dist.process_group():
+            prefix = f"[rank {dist.rank()}] " if dist.is_distributed() else ""
             metrics = train(cfg)
     except (ConfigError, DataValidationError, CheckpointError, TrainingError) as e:
         # user errors: a clear message and a non-zero exit, no traceback (Hydra would print one)
-        print(f"hjepa-train: error: {e}", file=sys.stderr)
-        sys.exit(2 if isinstance(e, (ConfigError, DataValidationError)) else 1)
+        print(f"hjepa-train: {prefix}error: {e}", file=sys.stderr, flush=True)
+        code = 2 if isinstance(e, (ConfigError, DataValidationError)) else getattr(e, "exit_code", 1)
+        sys.exit(code)
+    except KeyboardInterrupt:
+        print(f"hjepa-train: {prefix}aborted (Ctrl-C) without saving; earlier checkpoints are kept",
+              file=sys.stderr, flush=True)
+        sys.exit(130)
     return metrics.get("train/loss")
 
 
@@ -364,7 +616,6 @@ def main() -> None:
     register_configs()
     conf_dir = str(Path(__file__).parent / "conf")
     wrapped = hydra.main(config_path=conf_dir, config_name="config", version_base="1.3")(_hydra_main)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     wrapped()
 
 

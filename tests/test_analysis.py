@@ -27,9 +27,13 @@ from hjepa.analyze import main as analyze_main
 from hjepa.api import compose, load_run
 from hjepa.train import Trainer
 
-TINY = ["data.num_train_episodes=32", "data.num_eval_episodes=8", "eval.num_clips=16", "train.steps=20",
-        "train.eval_every=5", "train.log_every=5", "model.pred_dim=64", "model.latent_dim=32", "train.progress=false",
-        "train.collapse_alarm_ratio=0.5"]
+# the repository's tiny end-to-end config (tests/conftest.py), evaluated every 4 of 20 steps; after
+# 20 steps a none run has lost over half its RankMe (~0.35-0.45 of the first value) and a SIGReg
+# run has not (>= ~0.7), so an alarm ratio of 0.55 separates them with margin on both sides
+TINY = ["data.num_train_episodes=24", "data.num_eval_episodes=8", "data.episode_len=32", "data.clip_len=16",
+        "data.batch_size=8", "eval.num_clips=16", "model.latent_dim=32", "model.pred_dim=64",
+        "model.encoder_width=16", "train.progress=false", "optim.warmup_steps=5", "train.steps=20",
+        "train.eval_every=4", "train.log_every=4", "train.collapse_alarm_ratio=0.55"]
 
 
 @dataclass
@@ -75,9 +79,9 @@ def _history(store, run_id, key):
 # --------------------------------------------------------------------------- the trainer's collapse alarm
 def test_collapse_alarm_fires_for_none_and_not_for_sigreg(store):
     none_alarm = _history(store, store.none_run, "eval/level0/collapse_alarm")
-    assert none_alarm[0] == 0.0 and none_alarm[-1] == 1.0  # RankMe fell below 0.5 x its first value
+    assert none_alarm[0] == 0.0 and none_alarm[-1] == 1.0  # RankMe fell below 0.55 x its first value
     rk = _history(store, store.none_run, "eval/level0/rankme")
-    assert rk[-1] < 0.5 * rk[0]
+    assert rk[-1] < 0.55 * rk[0]
     assert any("representation collapse" in w for w in store.none_warnings)
     assert "hjepa.collapse_alarm" in mlflow_io.get_run(store.none_run, store.uri).tags
     for k in (0, 1):  # the same config with SIGReg keeps its rank
@@ -95,7 +99,7 @@ def test_sweep_runs_found_by_tag_with_labels(store):
     with pytest.raises(mlflow_io.MLflowLookupError, match="no runs tagged"):
         mlflow_io.runs_in_sweep("multirun/1999-01-01/00-00-00", store.uri)
     steps, vals = mlflow_io.metric_history(store.sigreg_run, "eval/level1/rankme", store.uri)
-    assert steps == [5, 10, 15, 20] and all(v > 1 for v in vals)
+    assert steps == [4, 8, 12, 16, 20] and all(v > 1 for v in vals)
     hist = mlflow_io.level_metric_histories(store.sweep_runs[1], "energy_gap", store.uri)
     assert sorted(hist) == [0, 1]
 
@@ -142,7 +146,7 @@ def test_energy_tools_go_through_model_distance_and_agree(sigreg_forward):
     assert np.allclose(ls.others_energy, model.distance(out.pred[0][2, 3].expand_as(others), others).numpy(),
                        rtol=1e-5)
     assert energy_summary(energies)[0]["energy_gap"] == pytest.approx(
-        float(energies[0]["shuffled"].mean() - energies[0]["true"].mean()), rel=1e-6)
+        float(energies[0]["shuffled"].mean() - energies[0]["true"].mean()), rel=1e-4)
 
 
 def test_l2_landscape_minimum_is_the_projected_prediction(sigreg_forward):
@@ -154,7 +158,8 @@ def test_l2_landscape_minimum_is_the_projected_prediction(sigreg_forward):
         assert np.all(np.abs(ls.pred_xy) <= ls.a[-1])  # the grid is widened to take in the prediction
         assert np.all(np.abs(ls.grid_min_xy - ls.pred_xy) <= step / 2 + 1e-9)
         assert ls.energy.min() <= ls.energy_target + 1e-7
-        assert ls.energy_target < ls.energy.mean()  # the true target sits in the low part of the slice
+        # on a grid symmetric about the target, mean(E) = E_target + mean ‖a·u + b·v‖² / D for l2
+        assert ls.energy_target < ls.energy.mean()
 
 
 def test_landscape_directions():
@@ -207,10 +212,12 @@ def test_sigreg_vs_none_collapse_is_visible(store):
            for name, r in (("sigreg", store.sigreg_run), ("none", store.none_run))]
     sig, none = res
     for k in range(2):
-        assert sig.rankme[k] > 5 * none.rankme[k]  # e.g. ~23 vs ~2 after 20 steps
-        top_sig = sig.spectra[k][0] / sig.spectra[k].sum()
-        top_none = none.spectra[k][0] / none.spectra[k].sum()
-        assert top_none > 2 * top_sig  # the none spectrum is dominated by its first direction
+        assert sig.rankme[k] > 5 * none.rankme[k]  # ~21 / 16 vs ~2.7 / 2.0 after 20 steps
+        assert none.spectra[k].sum() < 0.05 * sig.spectra[k].sum()  # total variance: orders of magnitude lower
+        top_sig = sig.singular[k][0] / sig.singular[k].sum()
+        top_none = none.singular[k][0] / none.singular[k].sum()
+        # one direction (the common offset) carries the none embeddings (~0.85 vs ~0.2 of Σσ)
+        assert top_none > 0.6 and top_none > 2.5 * top_sig
         assert none.collapse[k]["cosine_mean"] > 0.9 > 0.5 > sig.collapse[k]["cosine_mean"]
         assert none.collapse[k]["std_mean"] < 0.25 * sig.collapse[k]["std_mean"]
         assert none.energy_stats[k]["auc"] == pytest.approx(0.5, abs=0.1)  # energy cannot tell pairs apart

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from .attention import Block
 
-__all__ = ["ConvEncoder", "ViTEncoder", "MLPEncoder", "WindowEncoder", "FRAME_ENCODERS", "build_frame_encoder"]
+__all__ = ["ConvEncoder", "ViTEncoder", "MLPEncoder", "WindowEncoder", "BatchStandardize", "FRAME_ENCODERS",
+           "build_frame_encoder"]
 
 
 class _PerStep(nn.Module):
@@ -27,20 +28,26 @@ class _PerStep(nn.Module):
 
 
 class ConvEncoder(_PerStep):
-    """Small conv net: 4 stride-2 conv blocks (GroupNorm, GELU), then a linear head.
+    """Small conv net: 4 stride-2 conv blocks (conv, optional GroupNorm, GELU), then a linear head.
 
     ``(B, T, C, H, W)`` → ``(B, T, D)``; no normalisation on the output, so regularisers see the
-    raw embedding distribution.
+    raw embedding distribution. ``norm="none"`` drops the GroupNorms: per-sample normalisation
+    removes global colour offsets (e.g. the background tint that carries the slow regime of the
+    multiscale env) before the encoder can use them.
     """
 
-    def __init__(self, obs_shape: tuple[int, ...], dim: int, width: int = 32):
+    def __init__(self, obs_shape: tuple[int, ...], dim: int, width: int = 32, norm: str = "group"):
         super().__init__()
+        if norm not in ("none", "group"):
+            raise ValueError(f"unknown conv encoder norm {norm!r}; choose none or group")
         c, h, w = obs_shape
         chans = [c, width, 2 * width, 2 * width, 2 * width]
         layers: list[nn.Module] = []
         for cin, cout in zip(chans[:-1], chans[1:]):
-            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.GroupNorm(8 if cout % 8 == 0 else 1, cout),
-                       nn.GELU()]
+            layers.append(nn.Conv2d(cin, cout, 3, stride=2, padding=1))
+            if norm == "group":
+                layers.append(nn.GroupNorm(8 if cout % 8 == 0 else 1, cout))
+            layers.append(nn.GELU())
         self.net = nn.Sequential(*layers)
         with torch.no_grad():
             flat = self.net(torch.zeros(1, c, h, w)).numel()
@@ -93,7 +100,7 @@ FRAME_ENCODERS = {"conv": ConvEncoder, "vit": ViTEncoder, "mlp": MLPEncoder}
 
 
 def build_frame_encoder(name: str, obs_shape: tuple[int, ...], dim: int, width: int, *, patch_size: int = 8,
-                        vit_layers: int = 2, heads: int = 4, backend: str = "auto") -> nn.Module:
+                        vit_layers: int = 2, heads: int = 4, backend: str = "auto", norm: str = "group") -> nn.Module:
     if name not in FRAME_ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; choose one of {sorted(FRAME_ENCODERS)}")
     if name in ("conv", "vit") and len(obs_shape) != 3:
@@ -104,7 +111,7 @@ def build_frame_encoder(name: str, obs_shape: tuple[int, ...], dim: int, width: 
                           heads=heads, backend=backend)
     if name == "mlp":
         return MLPEncoder(obs_shape, dim, width=max(width, 128))
-    return ConvEncoder(obs_shape, dim, width)
+    return ConvEncoder(obs_shape, dim, width, norm)
 
 
 class WindowEncoder(nn.Module):
@@ -125,3 +132,20 @@ class WindowEncoder(nn.Module):
         n = x.shape[1] // self.window
         w = rearrange(x[:, : n * self.window], "b (n s) d -> b n (s d)", s=self.window)
         return self.net(w)
+
+
+class BatchStandardize(nn.Module):
+    """Standardises every feature of ``(..., D)`` over all leading positions of the batch: a
+    non-affine BatchNorm (running statistics at evaluation).
+
+    Put after an encoder whose target is an EMA copy, it removes the shrink-to-a-constant path
+    of EMA self-distillation: the latent keeps unit variance per feature (the role BatchNorm
+    plays in BYOL's networks).
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(dim, affine=False)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.bn(z.reshape(-1, z.shape[-1])).reshape(z.shape)

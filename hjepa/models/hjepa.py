@@ -46,13 +46,13 @@ class HJEPA(nn.Module):
     N−1 → 0 so each level can be conditioned on the level above.
     """
 
-    def __init__(self, levels: list[Level], strides: list[int], *, pred_loss: str = "l2", layernorm_targets: bool = False,
+    def __init__(self, levels: list[Level], strides: list[int], *, pred_loss: str = "l2",
                  loss_weights: list[float] | None = None, rollout_horizon: list[int] | None = None,
                  reg_weight: float = 0.1, topdown_detach: bool = True, detach_bottom_up: bool = False):
         super().__init__()
         self.levels = nn.ModuleList(levels)
         self.strides = list(strides)
-        self.pred_loss, self.layernorm_targets = pred_loss, layernorm_targets
+        self.pred_loss = pred_loss
         self.loss_weights = list(loss_weights) if loss_weights is not None else [1.0] * len(levels)
         self.rollout_horizon = list(rollout_horizon) if rollout_horizon is not None else [0] * len(levels)
         self.reg_weight = reg_weight
@@ -74,23 +74,25 @@ class HJEPA(nn.Module):
     def encode(self, obs: Tensor, actions: Tensor):
         """Bottom-up pass. ``obs (B, T, *obs_shape)``, ``actions (B, T, A)``.
 
-        Returns lists ``z``, ``target`` and ``actions`` per level.
+        Returns lists ``z``, ``target`` (normalised loss targets, see ``Level.target_norm``) and
+        ``actions`` per level. The raw targets feed the target encoder of the level above.
         """
         if obs.shape[1] < self.min_clip_len():
             raise ValueError(f"clip of {obs.shape[1]} steps is too short for strides {self.strides[1:]}: "
                              f"the minimum length is {self.min_clip_len()} (2 steps at the top level)")
         if actions.shape[:2] != obs.shape[:2]:
             raise ValueError(f"actions {tuple(actions.shape)} and obs {tuple(obs.shape)} disagree on (B, T)")
-        zs, targets, acts = [], [], []
+        zs, raw_targets, targets, acts = [], [], [], []
         for k, lvl in enumerate(self.levels):
             if k == 0 or lvl.uses_frames:
                 src, src_tgt = obs, obs
             else:
                 src = zs[-1].detach() if self.detach_bottom_up else zs[-1]
-                src_tgt = targets[-1]
+                src_tgt = raw_targets[-1]
             z = lvl.encoder(src)
             zs.append(z)
-            targets.append(lvl.encode_target(src_tgt, z))
+            raw_targets.append(lvl.encode_target(src_tgt, z))
+            targets.append(lvl.normalize_target(raw_targets[-1]))
             acts.append(lvl.macro_actions(actions if k == 0 else acts[-1], z.shape[1]))
         return zs, targets, acts
 
@@ -136,7 +138,7 @@ class HJEPA(nn.Module):
         Every energy in hjepa (training loss, energy gaps, landscapes, planning costs) goes
         through this one function.
         """
-        return prediction_distance(pred, target, self.pred_loss, self.layernorm_targets)
+        return prediction_distance(pred, target, self.pred_loss)
 
     def energy(self, out: JEPAOutput, k: int, perm: Tensor | None = None) -> Tensor:
         """``E_k = D(ẑ_k[t], z̄_k[t+1])`` per clip and step: ``(B, T_k − 1)``.
@@ -191,8 +193,9 @@ def build_hjepa(model_cfg, reg_cfg, obs_shape: tuple[int, ...], action_dim: int)
             action_dim_in=action_dim if k <= 1 else model_cfg.action_dim_k,
             action_dim=action_dim if k == 0 else model_cfg.action_dim_k,
             has_upper=k < model_cfg.depth - 1, model_cfg=model_cfg, reg_name=names[k], reg_cfg=reg_cfg,
-            target_mode=target))
-    return HJEPA(levels, strides, pred_loss=model_cfg.pred_loss, layernorm_targets=model_cfg.layernorm_targets,
+            target_mode=target, target_norm=model_cfg.target_norm,
+            out_norm=model_cfg.encoder_out_norm or ("batch" if target == "ema" else "none")))
+    return HJEPA(levels, strides, pred_loss=model_cfg.pred_loss,
                  loss_weights=model_cfg.loss_weights, rollout_horizon=model_cfg.rollout_horizon,
                  reg_weight=reg_cfg.weight, topdown_detach=model_cfg.topdown_detach,
                  detach_bottom_up=model_cfg.detach_bottom_up)

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 from ..regularizers import build_regularizer
 from .ema import EMATarget
-from .encoders import WindowEncoder, build_frame_encoder
+from .encoders import BatchStandardize, WindowEncoder, build_frame_encoder
 from .predictor import LevelPredictor
 
 __all__ = ["Level", "prediction_distance", "macro_action_windows", "topdown_context"]
 
 
-def prediction_distance(pred: Tensor, target: Tensor, kind: str = "l2", layernorm: bool = False) -> Tensor:
+def prediction_distance(pred: Tensor, target: Tensor, kind: str = "l2") -> Tensor:
     """Per-step distance ``D(ẑ, z̄)`` averaged over the latent dimension: ``(..., D)`` → ``(...)``."""
-    if layernorm:
-        pred, target = F.layer_norm(pred, pred.shape[-1:]), F.layer_norm(target, target.shape[-1:])
     if kind == "l2":
         return (pred - target).square().mean(-1)
     if kind == "l1":
@@ -76,10 +75,16 @@ class Level(nn.Module):
       above when there is one and ``topdown != none``.
     * ``target``: an ``EMATarget`` of ``encoder`` (``target=ema``), else ``None`` — the online
       encoder under stop-gradient.
+    * ``out_norm="batch"`` appends a ``BatchStandardize`` to the encoder (default for EMA levels).
+    * ``target_norm``: how loss targets are normalised — ``layer`` (per sample over features,
+      I-JEPA), ``batch`` (per feature over the batch with running statistics, a non-affine
+      BatchNorm: the EMA branch then cannot shrink its way to a collapsed, trivially
+      predictable target), or ``none``.
     """
 
     def __init__(self, index: int, *, stride: int, span: int, obs_shape: tuple[int, ...], action_dim_in: int,
-                 action_dim: int, has_upper: bool, model_cfg, reg_name: str, reg_cfg, target_mode: str):
+                 action_dim: int, has_upper: bool, model_cfg, reg_name: str, reg_cfg, target_mode: str,
+                 target_norm: str = "none", out_norm: str = "none"):
         super().__init__()
         m = model_cfg
         self.index, self.stride, self.span = index, stride, span
@@ -90,7 +95,8 @@ class Level(nn.Module):
 
         def frame_encoder():
             return build_frame_encoder(m.encoder, obs_shape, d, m.encoder_width, patch_size=m.patch_size,
-                                       vit_layers=m.vit_layers, heads=m.pred_heads, backend=m.attention_backend)
+                                       vit_layers=m.vit_layers, heads=m.pred_heads, backend=m.attention_backend,
+                                       norm=m.encoder_norm)
 
         if index == 0:
             self.encoder = frame_encoder()
@@ -100,12 +106,20 @@ class Level(nn.Module):
             self.encoder = (nn.Sequential(frame_encoder(), WindowEncoder(window, d, d)) if self.uses_frames
                             else WindowEncoder(window, d, d))
             self.action_encoder = WindowEncoder(stride, action_dim_in, action_dim)
+        if out_norm == "batch":
+            self.encoder = nn.Sequential(self.encoder, BatchStandardize(d))
+        elif out_norm != "none":
+            raise ValueError(f"unknown encoder output norm {out_norm!r}; choose none or batch")
         self.action_dim = action_dim
         ctx_dim = d if self.topdown != "none" else None
         self.predictor = LevelPredictor(d, action_dim, ctx_dim, width=m.pred_dim, layers=m.pred_layers,
                                         heads=m.pred_heads, backend=m.attention_backend)
         self.null_ctx = nn.Parameter(torch.zeros(d)) if ctx_dim else None
         self.regularizer = build_regularizer(reg_name, reg_cfg)
+        if target_norm not in ("none", "layer", "batch"):
+            raise ValueError(f"unknown target norm {target_norm!r}; choose none, layer or batch")
+        self.target_norm = target_norm
+        self.target_bn = nn.BatchNorm1d(d, affine=False) if target_norm == "batch" else None
         if target_mode == "ema":
             self.target = EMATarget(self.encoder)
         elif target_mode == "stopgrad":
@@ -131,6 +145,15 @@ class Level(nn.Module):
         if self.target is None:
             return online.detach()
         return self.target(inp)
+
+    def normalize_target(self, target: Tensor) -> Tensor:
+        """Loss targets from raw targets ``(B, T, D)`` (see ``target_norm``)."""
+        if self.target_norm == "layer":
+            return F.layer_norm(target, target.shape[-1:])
+        if self.target_norm == "batch":
+            b = target.shape[0]
+            return rearrange(self.target_bn(rearrange(target, "b t d -> (b t) d")), "(b t) d -> b t d", b=b)
+        return target
 
     def update_target(self, momentum: float) -> None:
         if self.target is not None:

@@ -1,0 +1,44 @@
+"""Hydra multirun sweeps: one MLflow run per job, grouped by a shared sweep tag."""
+
+import os
+import subprocess
+import sys
+
+import mlflow
+
+from hjepa.api import compose
+
+from .conftest import TINY
+
+
+def test_depth_ablation_experiment_config():
+    cfg = compose(["experiment=depth_ablation"])
+    assert cfg.data.name == "multiscale" and cfg.data.clip_len == 32
+    assert cfg.tracking.experiment == "depth_ablation"
+    for depth in (1, 2, 3):  # every depth of the sweep is a valid config
+        assert compose(["experiment=depth_ablation", f"model.depth={depth}"]).model.depth == depth
+
+
+def test_multirun_depth_sweep_is_one_mlflow_sweep(tmp_path, tmp_tracking):
+    """Small version of `hjepa-train -m experiment=depth_ablation`: depths 1, 2, 3 as one sweep."""
+    overrides = [o for o in TINY if not o.startswith("data.clip_len")]
+    cmd = [sys.executable, "-m", "hjepa.train", "-m", "experiment=depth_ablation", "model.depth=1,2,3",
+           *overrides, "data.clip_len=32", "train.steps=3", "train.eval_every=3", "train.log_every=1",
+           "data.num_train_episodes=8", "data.num_eval_episodes=4"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=os.environ.copy())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = mlflow.tracking.MlflowClient(tracking_uri=tmp_tracking)
+    exp = client.get_experiment_by_name("depth_ablation")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 3
+    sweep_ids = {r.data.tags["hjepa.sweep_id"] for r in runs}
+    assert len(sweep_ids) == 1 and next(iter(sweep_ids)).startswith("multirun/")
+    assert sorted(int(r.data.params["model.depth"]) for r in runs) == [1, 2, 3]
+    for r in runs:
+        depth = int(r.data.params["model.depth"])
+        assert f"model.depth={depth}" in r.data.tags["hjepa.overrides"]
+        assert r.info.status == "FINISHED"
+        for k in range(depth):  # every level of every job is evaluated, slow factors probed by name
+            assert f"eval/level{k}/probe_r2/slow_gravity_x" in r.data.metrics
+            assert f"eval/level{k}/rankme" in r.data.metrics
+        assert f"eval/level{depth}/rankme" not in r.data.metrics
