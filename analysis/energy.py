@@ -172,8 +172,9 @@ def energy_landscape(model: HJEPA, out: JEPAOutput, k: int, *, clip: int = 0, st
 
     ``clip``/``step`` pick the prediction (default: the middle transition of the clip). The grid
     spans ``[−span, span]²`` (default: 3 std for ``pca``, 1 target norm for ``random``, widened
-    to take in the prediction and most incompatible targets). The incompatible targets are the
-    level-k targets of every other clip at the same step.
+    to take in 90 % of the incompatible targets; a prediction that misses by more lies outside,
+    and its coordinates are in ``pred_xy``). The incompatible targets are the level-k targets of
+    every other clip at the same step.
     """
     pred_all, tgt_all = out.pred[k], out.target[k]
     b, tk, d = tgt_all.shape
@@ -189,12 +190,10 @@ def energy_landscape(model: HJEPA, out: JEPAOutput, k: int, *, clip: int = 0, st
     others = torch.cat([tgt_all[:clip, step + 1], tgt_all[clip + 1:, step + 1]]).double()
     pred_xy = _coords(pred - target, u, v)
     others_xy = _coords(others - target, u, v) if others.numel() else torch.zeros(0, 2, dtype=torch.float64)
-    if span is None:
+    if span is None:  # the scale of the data around the target, not of the prediction's error
         span = 3.0 if method == "pca" else 1.0
-        reach = [float(pred_xy.abs().max())]
         if others_xy.shape[0]:
-            reach.append(float(torch.quantile(others_xy.abs().max(1).values, 0.9)))
-        span = max(span, 1.1 * max(reach))
+            span = max(span, 1.1 * float(torch.quantile(others_xy.abs().max(1).values, 0.9)))
     grid = torch.linspace(-span, span, resolution, dtype=torch.float64, device=pred.device)
     bb, aa = torch.meshgrid(grid, grid, indexing="ij")  # rows: b, columns: a
     points = target + aa[..., None] * u + bb[..., None] * v

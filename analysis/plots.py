@@ -158,14 +158,21 @@ def _draw_landscape(ax, ls, norm, levels: np.ndarray, prefix: str = ""):
                    label=f"incompatible targets, colour = their energy\n({higher.mean():.0%} above the true pair; "
                          "magenta edge: below)")
     px, py = np.clip(ls.pred_xy, -span, span)
+    outside = bool(np.any(np.abs(ls.pred_xy) > span))
     ax.plot([0], [0], "*", color="r", ms=18, mec="k", zorder=3, label=f"true target (E = {ls.energy_target:.3g})")
-    ax.plot([px], [py], "X", color="#ff7f0e", ms=9, mec="k", zorder=5, label="prediction ẑ (projected)")
+    pred_label = "prediction ẑ (projected)"
+    if outside:
+        pred_label = f"prediction ẑ, off the plot at ({ls.pred_xy[0]:.3g}, {ls.pred_xy[1]:.3g})"
+        ax.annotate(f"ẑ at ({ls.pred_xy[0]:.3g}, {ls.pred_xy[1]:.3g})", (px, py), xytext=(-0.45 * np.sign(px) * span,
+                    -0.45 * np.sign(py) * span + 0.05 * span), fontsize=7, color="w", zorder=6,
+                    arrowprops=dict(arrowstyle="->", color="w", lw=0.8))
+    ax.plot([px], [py], "X", color="#ff7f0e", ms=9, mec="k", zorder=5, clip_on=False, label=pred_label)
     unit = "std of z̄" if ls.method == "pca" else "‖z̄‖"
     ax.set_xlabel(f"a  (units of {unit})")
     ax.set_ylabel(f"b  (units of {unit})")
     scale = ls.scales.get("scale_u", float("nan"))
     ax.set_title(f"{prefix}level {ls.level} ({ls.method}, |u| = {scale:.2g}), clip {ls.clip} step {ls.step}\n"
-                 f"slice: E/E_true from {e.min():.2f} to {e.max():.3g}", fontsize=9)
+                 f"slice: E/E_true from {e.min():.4g} to {e.max():.4g}", fontsize=9)
     ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1, framealpha=0.8)
     return cs
 
@@ -187,7 +194,7 @@ def plot_landscapes(landscapes, title: str = "", levels: int = 24) -> Figure:
             lo = min(lo, float(e.min()), 1.0)
             hi = max(hi, float(e.max()), float(np.quantile(oe, 0.95)) if oe.size else 0.0)
     lo = max(lo, 1e-6)
-    hi = max(hi, lo * 1.5)
+    hi = max(hi, lo * 2.0)  # at least a factor 2 of colour range: a flat landscape must look flat
     norm = LogNorm(vmin=lo, vmax=hi)
     bounds = np.geomspace(lo, hi, levels + 1)
     fig, axes = new_figure(len(rows), ncols, panel=(4.6, 4.9))

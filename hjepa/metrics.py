@@ -57,7 +57,10 @@ def rankme(z: Tensor, eps: float = 1e-7) -> float:
     Invariant to orthogonal rotations and to scaling of ``z``.
     """
     s = singular_values(z)
-    p = s / (s.sum() + eps) + eps
+    total = s.sum()
+    # ε is added after normalising (not to Σσ), so the value is exactly scale-invariant; an all-zero
+    # matrix gives p_i = ε and RankMe ≈ 1
+    p = (s / total if total > 0 else torch.zeros_like(s)) + eps
     return float(torch.exp(-(p * torch.log(p)).sum()))
 
 

@@ -216,6 +216,7 @@ class Trainer:
         self._prepared = False
         self._started = False  # run() got past the start-up checks
         self._saved_step: int | None = None
+        self._resume_ck: dict[str, Any] | None = None  # rank 0: the checkpoint read while choosing it
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -243,7 +244,12 @@ class Trainer:
                    f"checkpoint {latest_checkpoint(self.ckpt_dir)} is kept")
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
             return None
-        path = save_checkpoint(self.state_dict(), self.ckpt_dir, self.step)
+        try:
+            path = save_checkpoint(self.state_dict(), self.ckpt_dir, self.step)
+        except OSError as e:  # disk full, quota, permissions: stop rather than train on without checkpoints
+            raise TrainingError(f"could not write the checkpoint of step {self.step} to {self.ckpt_dir} ({e}); "
+                                f"the previous checkpoint {latest_checkpoint(self.ckpt_dir)} is intact. Free space or "
+                                "fix the directory, then continue with train.resume=true") from None
         rotate_checkpoints(self.ckpt_dir, self.cfg.train.keep_checkpoints)
         self._saved_step = self.step
         return path
@@ -251,7 +257,6 @@ class Trainer:
     def _choose_start(self) -> Path | None:
         """Rank 0: the checkpoint to resume from (``None``: start at step 0), after checking the
         output directory. Unreadable newer checkpoints are renamed ``*.unreadable`` with a warning."""
-        remove_stale_temp_files(self.ckpt_dir)
         existing = list_checkpoints(self.ckpt_dir)
         if not self.cfg.train.resume:
             if existing:
@@ -259,11 +264,14 @@ class Trainer:
                     f"{self.ckpt_dir} already holds checkpoints of an earlier run (newest: {existing[-1].name}). "
                     "Continue it with train.resume=true, or start a new run in another output directory "
                     "(hydra.run.dir=...). Nothing was changed")
+            remove_stale_temp_files(self.ckpt_dir)
             return None
         if not existing:
             log.info("train.resume=true but %s holds no checkpoint: starting from step 0", self.ckpt_dir)
+            remove_stale_temp_files(self.ckpt_dir)
             return None
-        path, _, bad = find_resumable(self.ckpt_dir)  # raises when none can be read (nothing touched)
+        path, self._resume_ck, bad = find_resumable(self.ckpt_dir)  # raises when none can be read (nothing touched)
+        remove_stale_temp_files(self.ckpt_dir)  # half-written files of a killed save
         for p, why in bad:
             moved = quarantine(p)
             msg = (f"{why}\nResuming from the newest readable checkpoint {path} instead; the unreadable file "
@@ -272,7 +280,8 @@ class Trainer:
         return path
 
     def _load_resume(self, path: Path) -> None:
-        ck = load_checkpoint(path, map_location=self.device)
+        ck = getattr(self, "_resume_ck", None) or load_checkpoint(path, map_location=self.device)
+        self._resume_ck = None
         try:
             self.model.load_state_dict(ck["model"])
             self.optimizer.load_state_dict(ck["optimizer"])
@@ -550,7 +559,8 @@ class Trainer:
             if self.tracker.failure:
                 rid += f" — MLflow failed ({self.tracker.failure}); later metrics in {self.tracker.fallback_path}"
             track = [f"  MLflow run id : {rid}", f"  tracking URI  : {uri}"]
-        tail = [f"  open with     : mlflow ui --backend-store-uri {uri}"] if self.tracker.enabled else []
+        opener = uri if uri.startswith(("http://", "https://")) else f"mlflow ui --backend-store-uri {uri}"
+        tail = [f"  open with     : {opener}"] if self.tracker.enabled else []
         print("\n".join(["", "=" * 72, head, *track, f"  checkpoint    : {ck}", *lines, *tail, "=" * 72]),
               flush=True)
 

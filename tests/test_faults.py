@@ -73,13 +73,14 @@ def test_nonfinite_losses_are_skipped_then_training_stops_keeping_the_last_good_
     good = tmp_path / "checkpoints" / "step_00000004.pt"
     seen: dict[str, str] = {}
     _nan_from(tr, start=6, on_first=lambda: seen.setdefault("sha", _sha(good)))  # steps 7, 8, 9 are NaN
-    with pytest.warns(RuntimeWarning, match="non-finite loss or gradient at step 7: step skipped") as rec:
+    with pytest.warns(RuntimeWarning, match="non-finite loss or gradient at step") as rec:
         with pytest.raises(TrainingError) as e:
             tr.run()
     msg = str(e.value)
     assert "non-finite for 3 consecutive steps (up to step 9)" in msg
     assert f"last good checkpoint is {good}" in msg and "optim.lr" in msg
-    assert sum("step skipped" in str(w.message) for w in rec) == 3
+    assert [str(w.message).split(":")[0] for w in rec if "step skipped" in str(w.message)] == [
+        f"non-finite loss or gradient at step {k}" for k in (7, 8, 9)]
     # no checkpoint was written during the non-finite streak (step 8), the good one is untouched
     assert [p.name for p in list_checkpoints(good.parent)] == ["step_00000004.pt"]
     assert _sha(good) == seen["sha"]
@@ -110,7 +111,8 @@ def test_isolated_nonfinite_loss_and_gradient_are_skipped_without_touching_the_w
         return logs
 
     tr.train_step = checked
-    final = tr.run()
+    with pytest.warns(RuntimeWarning, match=r"non-finite loss or gradient at step \d: step skipped \(1/5 in a row\)"):
+        final = tr.run()
     assert skipped == [2, 5]
     assert final["train/nonfinite_skipped"] == 2 and tr.step == 8
     assert tr.scheduler.last_epoch == 8  # the LR schedule still follows the step
@@ -310,3 +312,38 @@ def test_cli_with_an_unusable_mlflow_store_still_trains(tmp_path):
     assert "MLflow tracking failed while starting the run" in proc.stderr and "Traceback" not in proc.stderr
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "step_00000004.pt")["step"] == 4
     assert "MLflow failed" in proc.stdout  # the summary says where the metrics went
+
+
+# --------------------------------------------------------------------------- nothing saved is lost
+def test_a_failed_checkpoint_write_stops_cleanly_and_keeps_the_previous_one(tmp_path, tmp_tracking, monkeypatch):
+    import errno
+
+    import hjepa.train as train_mod
+
+    real = train_mod.save_checkpoint
+
+    def disk_full(state, directory, step):
+        if step == 8:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(state, directory, step)
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", disk_full)
+    tr = Trainer(_cfg(tmp_path, "train.steps=12", "tracking.enabled=false"))
+    with pytest.raises(TrainingError, match=r"could not write the checkpoint of step 8 .*No space left on device.*"
+                                            r"the previous checkpoint .*step_00000004\.pt is intact"):
+        tr.run()
+    ckdir = tmp_path / "checkpoints"
+    assert [p.name for p in ckdir.iterdir()] == ["step_00000004.pt"] and load_checkpoint(ckdir / "step_00000004.pt")
+
+
+def test_a_rejected_config_leaves_an_existing_run_untouched(tmp_path):
+    ckdir = tmp_path / "run" / "checkpoints"
+    ckdir.mkdir(parents=True)
+    (ckdir / "step_00000004.pt").write_bytes(b"stands for a trained checkpoint")
+    before = {p.name: _sha(p) for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    proc = _cli(["model.depth=0", "train.resume=true", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path,
+                {"HJEPA_CACHE": str(tmp_path / "cache"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "invalid config: model.depth=0" in proc.stderr and ">= 1" in proc.stderr
+    assert {p.name: _sha(p) for p in ckdir.iterdir()} == {"step_00000004.pt": before["step_00000004.pt"]}
+    assert not (tmp_path / "mlflow.db").exists()
