@@ -160,12 +160,25 @@ class LoadedRun:
         return build_data(self.cfg)
 
 
+def stored_config(yaml_text: str) -> DictConfig:
+    """A checkpoint's config with keys added to hjepa since it was written filled from the current
+    defaults (the ``model`` and ``regularizer`` schemas), so older runs keep loading."""
+    from .config import ModelConfig, RegularizerConfig
+
+    cfg = OmegaConf.create(yaml_text)
+    for key, schema in (("model", ModelConfig), ("regularizer", RegularizerConfig)):
+        if key in cfg:
+            merged = OmegaConf.merge(OmegaConf.structured(schema), cfg[key])
+            cfg[key] = OmegaConf.create(OmegaConf.to_container(merged, resolve=True))
+    return cfg
+
+
 def load_run(ref: str | Path, device: str | torch.device = "cpu", tracking_uri: str | None = None) -> LoadedRun:
     """Load a trained model from a checkpoint path, run directory or MLflow run id (looked up in
     ``tracking_uri``, default ``$MLFLOW_TRACKING_URI``); the file is read with ``weights_only=True``."""
     path = resolve_checkpoint(ref, tracking_uri)
     ck = load_checkpoint(path, map_location=device)
-    cfg = OmegaConf.create(ck["config"])
+    cfg = stored_config(ck["config"])
     meta = ck.get("data", {})
     model = build_hjepa(cfg.model, cfg.regularizer, tuple(meta["obs_shape"]), int(meta["action_dim"]))
     try:

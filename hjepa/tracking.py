@@ -9,6 +9,7 @@ nothing is lost; training goes on writing its checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -44,6 +45,48 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
+
+
+_START_ATTEMPTS = 6
+
+
+def _is_init_race(err: Exception) -> bool:
+    """SQLite errors raised while another process creates or migrates the same store."""
+    text = f"{type(err).__name__} {err}".lower()
+    return any(m in text for m in ("already exists", "database is locked", "no such table", "alembic", "migration"))
+
+
+@contextlib.contextmanager
+def _store_init_lock(uri: str):
+    """Serialise the first contact with a SQLite store across processes (``<db>.lock``): MLflow
+    creates and migrates a fresh database on first use, and parallel sweep jobs doing that at
+    once leave it half-migrated."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri[len("sqlite:///"):])
+    try:
+        import fcntl
+
+        db.parent.mkdir(parents=True, exist_ok=True)
+        f = open(f"{db}.lock", "a")
+    except (ImportError, OSError):  # no fcntl (Windows) or unwritable folder: MLflow reports the latter
+        yield
+        return
+    with f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _artifact_location(uri: str) -> str | None:
+    """Artifacts of a SQLite store live beside the database (``<db dir>/mlartifacts``), not in
+    whatever directory the process happens to run in; other stores use their own default."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
 
 
 class Tracker:
@@ -111,7 +154,7 @@ class Tracker:
                 c.restore_experiment(exp.experiment_id)
             return exp.experiment_id
         try:
-            return c.create_experiment(self.experiment)
+            return c.create_experiment(self.experiment, artifact_location=_artifact_location(self.uri))
         except Exception:  # noqa: BLE001 — a concurrent sweep job may have created it meanwhile
             exp = c.get_experiment_by_name(self.experiment)
             if exp is None:
@@ -137,14 +180,23 @@ class Tracker:
                 msg = (f"could not resume MLflow run {run_id} in {self.uri} ({type(e).__name__}: "
                        f"{(str(e).strip().splitlines() or [''])[0][:200]}); logging to a new MLflow run instead")
                 warnings.warn(msg, RuntimeWarning, stacklevel=2)
-        try:
-            from mlflow.tracking.context.registry import resolve_tags
+        from mlflow.tracking.context.registry import resolve_tags
 
-            exp_id = self._experiment_id()
-            run = self.client.create_run(exp_id, run_name=run_name, tags=resolve_tags(tags))
-            self.run_id, self.resumed = run.info.run_id, False
-        except Exception as e:  # noqa: BLE001 — any backend failure must not kill training
-            self._fail("starting the run", e)
+        for attempt in range(_START_ATTEMPTS):
+            try:
+                with _store_init_lock(self.uri):
+                    exp_id = self._experiment_id()
+                    run = self.client.create_run(exp_id, run_name=run_name, tags=resolve_tags(tags))
+                self.run_id, self.resumed = run.info.run_id, False
+                break
+            except Exception as e:  # noqa: BLE001 — any backend failure must not kill training
+                if attempt + 1 < _START_ATTEMPTS and _is_init_race(e):
+                    # parallel jobs creating the same fresh SQLite store: wait for the winner's migration
+                    self._client = None
+                    time.sleep(1.0 + (time.time_ns() % 1000) / 500)  # jitter without touching seeded RNGs
+                    continue
+                self._fail("starting the run", e)
+                break
         return self.run_id
 
     def _call(self, what: str, method: str, *args, **kwargs) -> bool:

@@ -361,7 +361,8 @@ class Trainer:
         tags = {**_hydra_tags(), "hjepa.output_dir": str(self.out_dir)}
         if self.init_from is not None:
             tags["hjepa.init_from"] = f"{self.cfg.model.init_from} ({self.init_from})"
-        self.tracker.start(run_name=self.cfg.tracking.run_name, run_id=self._resume_run_id, tags=tags)
+        self.tracker.start(run_name=self.cfg.tracking.run_name or _default_run_name(self.cfg), run_id=self._resume_run_id,
+                           tags=tags)
         if self.tracker.run_id is not None and not self.tracker.resumed:
             self.tracker.log_params(flatten(OmegaConf.to_container(self.cfg, resolve=True)))
             self.tracker.log_artifact(cfg_path)
@@ -563,6 +564,15 @@ class Trainer:
         tail = [f"  open with     : {opener}"] if self.tracker.enabled else []
         print("\n".join(["", "=" * 72, head, *track, f"  checkpoint    : {ck}", *lines, *tail, "=" * 72]),
               flush=True)
+
+
+def _default_run_name(cfg: DictConfig) -> str:
+    """``<data>-d<depth>-<regularizers>-s<seed>-<HHMMSS>``: readable, and distinct across seeds and jobs
+    (MLflow's own random names repeat here because the global RNG is seeded before the run starts)."""
+    from .config import level_regularizers
+
+    regs = "+".join(dict.fromkeys(level_regularizers(cfg.regularizer, cfg.model.depth)))
+    return f"{cfg.data.name}-d{cfg.model.depth}-{regs}-s{cfg.seed}-{time.strftime('%H%M%S')}"
 
 
 def _hydra_tags() -> dict[str, str]:

@@ -42,3 +42,18 @@ def test_multirun_depth_sweep_is_one_mlflow_sweep(tmp_path, tmp_tracking):
             assert f"eval/level{k}/probe_r2/slow_gravity_x" in r.data.metrics
             assert f"eval/level{k}/rankme" in r.data.metrics
         assert f"eval/level{depth}/rankme" not in r.data.metrics
+
+
+def test_parallel_jobs_share_a_fresh_sqlite_store(tmp_path):
+    """Sweep jobs started at once on a new store all get their MLflow run (no half-migrated DB)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    code = ("import sys; from hjepa.tracking import Tracker; t = Tracker(uri=sys.argv[1], experiment='race'); "
+            "rid = t.start(run_name=sys.argv[2]); t.end(); print(rid); sys.exit(0 if rid else 3)")
+    procs = [subprocess.Popen([sys.executable, "-c", code, uri, f"job{i}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("race").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["job0", "job1", "job2", "job3"]
+    assert all(r.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri()) for r in runs)
