@@ -80,18 +80,22 @@ def simulate_ou(taus: np.ndarray, n_steps: int, n_chains: int = 1, dt: float = 1
     return x
 
 
+def _lagged(paths: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """``x(t)`` pooled over chains ``(N, K)`` and the matching ``x(t+lag)`` ``(C, T−lag, K)``."""
+    if lag < 1 or lag >= paths.shape[-2]:
+        raise ValueError(f"lag must lie in [1, T), got {lag}")
+    if paths.ndim == 2:
+        paths = paths[None]
+    return paths[:, :-lag].reshape(-1, paths.shape[-1]), paths[:, lag:]
+
+
 def empirical_predictability(paths: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares fit of ``x(t+lag)`` on ``x(t)`` per component, pooled over chains.
 
     ``paths`` ``(C, T, K)`` (or ``(T, K)``) → ``(corr (K,), r2 (K,))`` with ``r2 = 1 − SS_res/SS_tot``
     of the fitted linear predictor (equal to ``corr²`` for a least-squares fit with intercept)."""
-    if lag < 1 or lag >= paths.shape[-2]:
-        raise ValueError(f"lag must lie in [1, T), got {lag}")
-    if paths.ndim == 2:
-        paths = paths[None]
-    k = paths.shape[-1]
-    now = paths[:, :-lag].reshape(-1, k)
-    fut = paths[:, lag:].reshape(-1, k)
+    now, later = _lagged(paths, lag)
+    fut = later.reshape(-1, later.shape[-1])
     now_c, fut_c = now - now.mean(0), fut - fut.mean(0)
     slope = (now_c * fut_c).sum(0) / (now_c ** 2).sum(0)
     resid = fut_c - slope * now_c
@@ -103,13 +107,8 @@ def empirical_predictability(paths: np.ndarray, lag: int) -> tuple[np.ndarray, n
 def empirical_sum_predictability(paths: np.ndarray, lag: int) -> float:
     """R² of the least-squares predictor of ``Σ_i x_i(t+lag)`` from the full state ``x(t)``
     (with intercept), pooled over chains: ``paths`` ``(C, T, K)`` → float."""
-    if lag < 1 or lag >= paths.shape[-2]:
-        raise ValueError(f"lag must lie in [1, T), got {lag}")
-    if paths.ndim == 2:
-        paths = paths[None]
-    k = paths.shape[-1]
-    now = paths[:, :-lag].reshape(-1, k)
-    fut = paths[:, lag:].sum(-1).reshape(-1)
+    now, later = _lagged(paths, lag)
+    fut = later.sum(-1).reshape(-1)
     design = np.concatenate([now, np.ones((now.shape[0], 1))], axis=1)
     coef, *_ = np.linalg.lstsq(design, fut, rcond=None)
     resid = fut - design @ coef
