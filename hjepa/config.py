@@ -68,6 +68,7 @@ class MultiscaleDataConfig(DataConfig):
     num_objects: int = 2
     regime_period: int = 50  # mean steps between slow-regime switches
     speed: float = 0.08
+    gravity: float = 0.12  # acceleration per step along the regime's gravity direction, as a fraction of speed
 
 
 @dataclass

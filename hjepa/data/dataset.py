@@ -49,7 +49,8 @@ def _multiscale(cfg, num_episodes: int, seed: int) -> Trajectories:
     from .multiscale import generate_multiscale
 
     return generate_multiscale(num_episodes, cfg.episode_len, seed, num_objects=cfg.num_objects,
-                               regime_period=cfg.regime_period, speed=cfg.speed, image_size=cfg.image_size)
+                               regime_period=cfg.regime_period, speed=cfg.speed, image_size=cfg.image_size,
+                               gravity_strength=cfg.gravity)
 
 
 # --------------------------------------------------------------------------- caching

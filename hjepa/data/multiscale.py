@@ -109,7 +109,7 @@ def _reflect(p: np.ndarray, v: np.ndarray, lo: float, hi: float) -> None:
 
 def generate_multiscale(num_episodes: int, episode_len: int, seed: int, *, num_objects: int = 2,
                         regime_period: float = 50, speed: float = 0.08, image_size: int = 32,
-                        radius: float = BALL_RADIUS) -> Trajectories:
+                        radius: float = BALL_RADIUS, gravity_strength: float = _GRAVITY) -> Trajectories:
     """Roll out ``num_episodes`` episodes of ``episode_len`` frames (see the module docstring).
 
     Returns ``obs (N, L, 3, S, S)`` uint8, ``actions (N, L, 2)`` float32 in ``[-1, 1]``,
@@ -155,7 +155,7 @@ def generate_multiscale(num_episodes: int, episode_len: int, seed: int, *, num_o
     p = rng.uniform(lo, hi, size=(n, k, 2))
     ang = rng.uniform(0, 2 * np.pi, size=(n, k))
     v = speed * rng.uniform(0.7, 1.3, size=(n, k, 1)) * np.stack([np.cos(ang), np.sin(ang)], -1)
-    g, thrust = _GRAVITY * speed, _THRUST * speed
+    g, thrust = gravity_strength * speed, _THRUST * speed
 
     def advance(p, v, grav, act):
         v = v + g * grav[:, None, :]
