@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import mlflow
+import pytest
 
 from hjepa.api import compose
 
@@ -57,3 +58,19 @@ def test_parallel_jobs_share_a_fresh_sqlite_store(tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("race").experiment_id])
     assert sorted(r.info.run_name for r in runs) == ["job0", "job1", "job2", "job3"]
     assert all(r.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri()) for r in runs)
+
+
+@pytest.mark.slow
+def test_depth2_top_level_reads_gravity_better_than_level0_and_flat(tmp_path, tmp_tracking):
+    """Acceptance (issue 3): on the multiscale env the depth-2 top level carries the motion-only slow
+    factor (gravity) better than its level 0 and than the depth-1 model. ~6 min on 2 cores."""
+    from hjepa.train import Trainer
+
+    r2 = {}
+    for depth in (1, 2):
+        cfg = compose(["experiment=depth_ablation", f"model.depth={depth}", "train.progress=false"],
+                      out_dir=str(tmp_path / f"d{depth}"))
+        m = Trainer(cfg).run()
+        for k in range(depth):
+            r2[(depth, k)] = (m[f"eval/level{k}/probe_r2/slow_gravity_x"] + m[f"eval/level{k}/probe_r2/slow_gravity_y"]) / 2
+    assert r2[(2, 1)] > r2[(2, 0)] and r2[(2, 1)] > r2[(1, 0)]
