@@ -110,10 +110,10 @@ def any_true(flag: bool) -> bool:
     return bool(t.item() > 0)
 
 
-def mean_dict(values: dict[str, float]) -> dict[str, float]:
-    """The mean over ranks of each scalar (same keys on every rank, in any order)."""
+def mean_dict(values: dict[str, Any]) -> dict[str, float]:
+    """The mean over ranks of each scalar (floats or 0-d tensors; same keys on every rank), as floats."""
     if not is_distributed():
-        return dict(values)
+        return {k: float(v) for k, v in values.items()}
     keys = sorted(values)
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=_reduce_device())
     td.all_reduce(t, op=td.ReduceOp.SUM)

@@ -375,8 +375,8 @@ class Trainer:
                  "experiment": self.tracker.experiment}, indent=2))
 
     # ------------------------------------------------------------------ training
-    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float] | None:
-        """One optimisation step; returns the scalars to log, or ``None`` when the step was skipped
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | float] | None:
+        """One optimisation step; returns the scalars to log (0-d tensors), or ``None`` when the step was skipped
         because the loss or gradient was non-finite (on any rank)."""
         cfg = self.cfg
         obs, act = batch["obs"].to(self.device, non_blocking=True), batch["actions"].to(self.device, non_blocking=True)
@@ -397,13 +397,14 @@ class Trainer:
         self.scheduler.step()
         m = momentum_schedule(self.step, cfg.train.steps, cfg.regularizer.ema_momentum, cfg.regularizer.ema_momentum_end)
         self.model.update_targets(m)
-        logs = {"train/loss": float(losses.total.detach()), "train/grad_norm": float(gnorm),
+        # tensors, not floats: reading them back syncs a GPU, so that waits for the logging steps
+        logs = {"train/loss": losses.total.detach(), "train/grad_norm": gnorm.detach(),
                 "train/lr": self.scheduler.get_last_lr()[0]}
         for k in range(self.model.depth):
-            logs[f"train/level{k}/pred_loss"] = float(losses.pred[k])
-            logs[f"train/level{k}/reg_loss"] = float(losses.reg[k])
+            logs[f"train/level{k}/pred_loss"] = losses.pred[k]
+            logs[f"train/level{k}/reg_loss"] = losses.reg[k]
             if losses.rollout[k] is not None:
-                logs[f"train/level{k}/rollout_loss"] = float(losses.rollout[k])
+                logs[f"train/level{k}/rollout_loss"] = losses.rollout[k]
         return logs
 
     def _skip_schedule(self) -> None:
