@@ -1,6 +1,6 @@
 """Typed configuration: dataclasses registered with Hydra's ConfigStore, validated at start-up.
 
-Groups: ``data`` (rooms, multiscale, npz), ``model``, ``regularizer`` (sigreg, ema, vicreg, none),
+Groups: ``data`` (rooms, multiscale, ou, npz), ``model``, ``regularizer`` (sigreg, ema, vicreg, none),
 ``optim``, ``experiment`` (YAML files in ``hjepa/conf/experiment``). The primary config is
 ``hjepa/conf/config.yaml``.
 """
@@ -15,10 +15,10 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 __all__ = [
-    "DataConfig", "RoomsDataConfig", "MultiscaleDataConfig", "NpzDataConfig",
+    "DataConfig", "RoomsDataConfig", "MultiscaleDataConfig", "NpzDataConfig", "OuDataConfig",
     "ModelConfig", "RegularizerConfig", "OptimConfig", "TrainConfig", "EvalConfig",
     "TrackingConfig", "Config", "ConfigError", "register_configs", "validate_config",
-    "level_strides", "min_clip_len", "level_regularizers", "ENCODERS", "TOPDOWN_MODES",
+    "level_strides", "min_clip_len", "level_regularizers", "level_latent_dims", "level_reg_weights", "ENCODERS", "TOPDOWN_MODES",
     "PRED_LOSSES", "SUMMARIZERS", "TARGET_MODES", "TARGET_NORMS",
 ]
 
@@ -72,6 +72,20 @@ class MultiscaleDataConfig(DataConfig):
 
 
 @dataclass
+class OuDataConfig(DataConfig):
+    """Vectors mixing OU components of time constants ``taus`` (``hjepa/data/ou.py``)."""
+
+    name: str = "ou"
+    episode_len: int = 128
+    taus: List[float] = field(default_factory=lambda: [1.0, 4.0, 16.0, 64.0, 256.0])
+    obs_dim: int = 32
+    obs_noise: float = 0.1  # std of the white observation noise (each obs dim has variance ≈ 1)
+    mix_seed: int = 0  # seed of the fixed mixing map, shared by the train and eval splits
+    pushed: List[int] = field(default_factory=list)  # components an action channel pushes (none: zero actions)
+    push: float = 0.5  # a unit action's push on its component per step
+
+
+@dataclass
 class NpzDataConfig(DataConfig):
     """User data: an ``.npz`` with ``obs``, ``actions`` and optional ``state`` arrays."""
 
@@ -87,6 +101,7 @@ class ModelConfig:
     stride: int = 4  # default clock ratio between consecutive levels
     strides: Optional[List[int]] = None  # one per level above 0; overrides `stride`
     latent_dim: int = 64  # width of every level's latent (D_k)
+    latent_dims: Optional[List[int]] = None  # one width per level (a bottleneck per level); overrides latent_dim
     encoder: str = "conv"  # level-0 frame encoder: conv | vit | mlp (vector observations)
     encoder_width: int = 32  # conv channels / ViT width
     encoder_norm: str = "group"  # conv encoder normalisation: group | none
@@ -115,6 +130,7 @@ class RegularizerConfig:
     name: str = "sigreg"  # sigreg | ema | vicreg | none
     weight: float = 0.1  # λ; sigreg uses (1-λ)·pred + λ·SIGReg, others pred + λ·reg
     per_level: Optional[List[str]] = None  # a name per level, overrides `name` level by level
+    per_level_weight: Optional[List[float]] = None  # λ_k per level, overrides `weight` level by level
     target: Optional[str] = None  # ema | stopgrad; default: ema for `ema`, else stopgrad
     ema_momentum: float = 0.996  # start value, ramped to ema_momentum_end
     ema_momentum_end: float = 1.0
@@ -186,6 +202,7 @@ def register_configs() -> None:
     cs.store(group="data", name="rooms", node=RoomsDataConfig)
     cs.store(group="data", name="multiscale", node=MultiscaleDataConfig)
     cs.store(group="data", name="npz", node=NpzDataConfig)
+    cs.store(group="data", name="ou", node=OuDataConfig)
     cs.store(group="model", name="default", node=ModelConfig)
     cs.store(group="model", name="flat", node=ModelConfig(depth=1))
     for name in ("sigreg", "ema", "vicreg", "none"):
@@ -209,6 +226,20 @@ def min_clip_len(model: ModelConfig | DictConfig) -> int:
 
 def level_regularizers(reg: RegularizerConfig | DictConfig, depth: int) -> list[str]:
     return list(reg.per_level) if reg.per_level is not None else [reg.name] * depth
+
+
+def level_latent_dims(model: ModelConfig | DictConfig) -> list[int]:
+    """Latent width of each level: ``model.latent_dims`` or ``model.latent_dim`` at every level."""
+    if model.latent_dims is not None:
+        return [int(d) for d in model.latent_dims]
+    return [int(model.latent_dim)] * int(model.depth)
+
+
+def level_reg_weights(reg: RegularizerConfig | DictConfig, depth: int) -> list[float]:
+    """λ_k of each level: ``regularizer.per_level_weight`` or ``regularizer.weight`` at every level."""
+    if reg.per_level_weight is not None:
+        return [float(w) for w in reg.per_level_weight]
+    return [float(reg.weight)] * depth
 
 
 def validate_config(cfg: Config | DictConfig) -> None:
@@ -251,6 +282,16 @@ def validate_config(cfg: Config | DictConfig) -> None:
         raise ConfigError("regularizer.target", r.target, f"allowed values: {', '.join(TARGET_MODES)}")
     if not 0 <= r.weight <= (1 if r.name == "sigreg" else math.inf):
         raise ConfigError("regularizer.weight", r.weight, "must be >= 0 (and <= 1 for sigreg)")
+    if r.per_level_weight is not None:
+        if len(r.per_level_weight) != m.depth:
+            raise ConfigError("regularizer.per_level_weight", list(r.per_level_weight),
+                              f"needs {m.depth} values, one per level")
+        for i, (name, w) in enumerate(zip(names, r.per_level_weight)):
+            if not 0 <= w <= (1 if name == "sigreg" else math.inf):
+                raise ConfigError(f"regularizer.per_level_weight[{i}]", w, "must be >= 0 (and <= 1 for sigreg)")
+    if m.latent_dims is not None and (len(m.latent_dims) != m.depth or any(v < 1 for v in m.latent_dims)):
+        raise ConfigError("model.latent_dims", list(m.latent_dims),
+                          f"needs {m.depth} integers >= 1, one latent width per level")
     if not 0 <= r.ema_momentum <= r.ema_momentum_end <= 1:
         raise ConfigError("regularizer.ema_momentum", r.ema_momentum, "need 0 <= ema_momentum <= ema_momentum_end <= 1")
     for key, lst in (("model.loss_weights", m.loss_weights), ("model.rollout_horizon", m.rollout_horizon)):

@@ -53,6 +53,14 @@ def _multiscale(cfg, num_episodes: int, seed: int) -> Trajectories:
                                gravity_strength=cfg.gravity)
 
 
+@register_env("ou")
+def _ou(cfg, num_episodes: int, seed: int) -> Trajectories:
+    from .ou import generate_ou
+
+    return generate_ou(num_episodes, cfg.episode_len, seed, taus=list(cfg.taus), obs_dim=cfg.obs_dim,
+                       obs_noise=cfg.obs_noise, mix_seed=cfg.mix_seed, pushed=list(cfg.pushed), push=cfg.push)
+
+
 # --------------------------------------------------------------------------- caching
 _GEN_KEYS_EXCLUDED = {"batch_size", "clip_len", "cache_dir", "num_train_episodes", "num_eval_episodes", "seed"}
 
