@@ -9,7 +9,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..config import level_regularizers, level_strides
+from ..config import level_latent_dims, level_reg_weights, level_regularizers, level_strides
 from .level import Level, prediction_distance
 
 __all__ = ["HJEPA", "JEPAOutput", "LossOutput", "build_hjepa"]
@@ -48,14 +48,14 @@ class HJEPA(nn.Module):
 
     def __init__(self, levels: list[Level], strides: list[int], *, pred_loss: str = "l2",
                  loss_weights: list[float] | None = None, rollout_horizon: list[int] | None = None,
-                 reg_weight: float = 0.1, topdown_detach: bool = True, detach_bottom_up: bool = False):
+                 reg_weight: float | list[float] = 0.1, topdown_detach: bool = True, detach_bottom_up: bool = False):
         super().__init__()
         self.levels = nn.ModuleList(levels)
         self.strides = list(strides)
         self.pred_loss = pred_loss
         self.loss_weights = list(loss_weights) if loss_weights is not None else [1.0] * len(levels)
         self.rollout_horizon = list(rollout_horizon) if rollout_horizon is not None else [0] * len(levels)
-        self.reg_weight = reg_weight
+        self.reg_weights = list(reg_weight) if isinstance(reg_weight, (list, tuple)) else [reg_weight] * len(levels)
         self.topdown_detach, self.detach_bottom_up = topdown_detach, detach_bottom_up
 
     @property
@@ -152,7 +152,7 @@ class HJEPA(nn.Module):
         return self.distance(out.pred[k][:, :-1], tgt)
 
     def losses(self, out: JEPAOutput) -> LossOutput:
-        """``Σ_k w_k · loss_k``; ``loss_k = (1−λ)·pred + λ·SIGReg`` for sigreg levels, else ``pred + λ·reg``."""
+        """``Σ_k w_k · loss_k``; ``loss_k = (1−λ_k)·pred + λ_k·SIGReg`` for sigreg levels, else ``pred + λ_k·reg``."""
         total = out.z[0].new_zeros(())
         res = LossOutput(total)
         for k, lvl in enumerate(self.levels):
@@ -166,7 +166,7 @@ class HJEPA(nn.Module):
                 ro = self.distance(imagined, out.target[k][:, t0 + 1:]).mean()
                 pred = pred + ro
             reg = lvl.regularizer(rearrange(out.z[k], "b t d -> (b t) d"))
-            lam = self.reg_weight
+            lam = self.reg_weights[k]
             level_loss = (1 - lam) * pred + lam * reg if lvl.reg_name == "sigreg" else pred + lam * reg
             total = total + self.loss_weights[k] * level_loss
             res.pred.append(pred.detach())
@@ -185,6 +185,7 @@ def build_hjepa(model_cfg, reg_cfg, obs_shape: tuple[int, ...], action_dim: int)
     """An ``HJEPA`` from the ``model`` and ``regularizer`` config groups."""
     strides = level_strides(model_cfg)
     names = level_regularizers(reg_cfg, model_cfg.depth)
+    dims = level_latent_dims(model_cfg)
     levels = []
     for k in range(model_cfg.depth):
         target = reg_cfg.target or ("ema" if names[k] == "ema" else "stopgrad")
@@ -192,10 +193,11 @@ def build_hjepa(model_cfg, reg_cfg, obs_shape: tuple[int, ...], action_dim: int)
             k, stride=strides[k], span=math.prod(strides[: k + 1]), obs_shape=tuple(obs_shape),
             action_dim_in=action_dim if k <= 1 else model_cfg.action_dim_k,
             action_dim=action_dim if k == 0 else model_cfg.action_dim_k,
-            has_upper=k < model_cfg.depth - 1, model_cfg=model_cfg, reg_name=names[k], reg_cfg=reg_cfg,
+            has_upper=k < model_cfg.depth - 1, model_cfg=model_cfg, dim=dims[k],
+            dim_below=dims[k - 1] if k > 0 else None, dim_above=dims[k + 1] if k + 1 < len(dims) else None, reg_name=names[k], reg_cfg=reg_cfg,
             target_mode=target, target_norm=model_cfg.target_norm,
             out_norm=model_cfg.encoder_out_norm or ("batch" if target == "ema" else "none")))
     return HJEPA(levels, strides, pred_loss=model_cfg.pred_loss,
                  loss_weights=model_cfg.loss_weights, rollout_horizon=model_cfg.rollout_horizon,
-                 reg_weight=reg_cfg.weight, topdown_detach=model_cfg.topdown_detach,
+                 reg_weight=level_reg_weights(reg_cfg, model_cfg.depth), topdown_detach=model_cfg.topdown_detach,
                  detach_bottom_up=model_cfg.detach_bottom_up)

@@ -83,7 +83,8 @@ class Level(nn.Module):
     """
 
     def __init__(self, index: int, *, stride: int, span: int, obs_shape: tuple[int, ...], action_dim_in: int,
-                 action_dim: int, has_upper: bool, model_cfg, reg_name: str, reg_cfg, target_mode: str,
+                 action_dim: int, has_upper: bool, model_cfg, dim: int | None = None, dim_below: int | None = None,
+                 dim_above: int | None = None, reg_name: str, reg_cfg, target_mode: str,
                  target_norm: str = "none", out_norm: str = "none"):
         super().__init__()
         m = model_cfg
@@ -91,7 +92,9 @@ class Level(nn.Module):
         self.reg_name, self.target_mode = reg_name, target_mode
         self.topdown = m.topdown if has_upper else "none"
         self.uses_frames = index > 0 and m.summarizer == "frames"
-        d = m.latent_dim
+        d = dim if dim is not None else m.latent_dim  # this level's width; the neighbours' default to it
+        d_below = dim_below if dim_below is not None else d
+        d_above = dim_above if dim_above is not None else d
 
         def frame_encoder():
             return build_frame_encoder(m.encoder, obs_shape, d, m.encoder_width, patch_size=m.patch_size,
@@ -104,17 +107,17 @@ class Level(nn.Module):
         else:
             window = span if self.uses_frames else stride
             self.encoder = (nn.Sequential(frame_encoder(), WindowEncoder(window, d, d)) if self.uses_frames
-                            else WindowEncoder(window, d, d))
+                            else WindowEncoder(window, d_below, d))
             self.action_encoder = WindowEncoder(stride, action_dim_in, action_dim)
         if out_norm == "batch":
             self.encoder = nn.Sequential(self.encoder, BatchStandardize(d))
         elif out_norm != "none":
             raise ValueError(f"unknown encoder output norm {out_norm!r}; choose none or batch")
         self.action_dim = action_dim
-        ctx_dim = d if self.topdown != "none" else None
+        ctx_dim = d_above if self.topdown != "none" else None
         self.predictor = LevelPredictor(d, action_dim, ctx_dim, width=m.pred_dim, layers=m.pred_layers,
                                         heads=m.pred_heads, backend=m.attention_backend)
-        self.null_ctx = nn.Parameter(torch.zeros(d)) if ctx_dim else None
+        self.null_ctx = nn.Parameter(torch.zeros(ctx_dim)) if ctx_dim else None
         self.regularizer = build_regularizer(reg_name, reg_cfg)
         if target_norm not in ("none", "layer", "batch"):
             raise ValueError(f"unknown target norm {target_norm!r}; choose none, layer or batch")
