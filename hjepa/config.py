@@ -26,7 +26,7 @@ ENCODERS = ("conv", "vit", "mlp")
 TOPDOWN_MODES = ("last", "pred", "none")
 PRED_LOSSES = ("l2", "l1", "smooth_l1")
 SUMMARIZERS = ("latents", "frames")
-TARGET_MODES = ("ema", "stopgrad")
+TARGET_MODES = ("ema", "stopgrad", "online")
 TARGET_NORMS = ("none", "layer", "batch")
 
 
@@ -131,7 +131,7 @@ class RegularizerConfig:
     weight: float = 0.1  # λ; sigreg uses (1-λ)·pred + λ·SIGReg, others pred + λ·reg
     per_level: Optional[List[str]] = None  # a name per level, overrides `name` level by level
     per_level_weight: Optional[List[float]] = None  # λ_k per level, overrides `weight` level by level
-    target: Optional[str] = None  # ema | stopgrad; default: ema for `ema`, else stopgrad
+    target: Optional[str] = None  # ema | stopgrad | online (gradient through the target, LeJEPA); default: ema for `ema`, else stopgrad
     ema_momentum: float = 0.996  # start value, ramped to ema_momentum_end
     ema_momentum_end: float = 1.0
     num_directions: int = 256

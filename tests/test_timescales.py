@@ -153,3 +153,23 @@ def test_separation_checks_pass_on_theory_and_fail_on_the_issue_baseline():
     assert not keep.passed and "0.150 (L2/τ=64)" in keep.measured
     assert not drop.passed and "0.870 (L1/τ=1)" in drop.measured
     assert not order.passed and "L2/τ=16>L2/τ=64" in order.measured
+
+
+def test_online_target_trains_the_target_side(tmp_path):
+    """``regularizer.target=online``: the loss's gradient reaches the encoder through the target
+    too (LeJEPA); the default stop-gradient target gets none."""
+    grads = {}
+    for mode in ("stopgrad", "online"):
+        torch.manual_seed(0)
+        model, data = _model(["model.depth=2", f"regularizer.target={mode}"], tmp_path)
+        b = data.eval_batch(4)
+        out = model(b["obs"], b["actions"])
+        assert out.target[1].requires_grad == (mode == "online")
+        # the level-1 prediction loss alone, with the predictor's input detached: only the target path is left
+        z_in = out.z[1].detach()
+        pred = model.levels[1].predictor(z_in, out.actions[1].detach(), None)
+        loss = model.distance(pred[:, :-1], out.target[1][:, 1:]).mean()
+        enc = [p for p in model.levels[1].encoder.parameters()]
+        g = torch.autograd.grad(loss, enc, allow_unused=True)
+        grads[mode] = sum(float(x.abs().sum()) for x in g if x is not None)
+    assert grads["stopgrad"] == 0.0 and grads["online"] > 1e-3

@@ -74,7 +74,7 @@ class Level(nn.Module):
     * ``predictor``: a causal ``LevelPredictor`` over this level's clock, conditioned on the level
       above when there is one and ``topdown != none``.
     * ``target``: an ``EMATarget`` of ``encoder`` (``target=ema``), else ``None`` — the online
-      encoder under stop-gradient.
+      encoder under stop-gradient (``stopgrad``) or with its gradient (``online``).
     * ``out_norm="batch"`` appends a ``BatchStandardize`` to the encoder (default for EMA levels).
     * ``target_norm``: how loss targets are normalised — ``layer`` (per sample over features,
       I-JEPA), ``batch`` (per feature over the batch with running statistics, a non-affine
@@ -125,10 +125,10 @@ class Level(nn.Module):
         self.target_bn = nn.BatchNorm1d(d, affine=False) if target_norm == "batch" else None
         if target_mode == "ema":
             self.target = EMATarget(self.encoder)
-        elif target_mode == "stopgrad":
+        elif target_mode in ("stopgrad", "online"):
             self.target = None
         else:
-            raise ValueError(f"unknown target mode {target_mode!r}; choose ema or stopgrad")
+            raise ValueError(f"unknown target mode {target_mode!r}; choose ema, stopgrad or online")
 
     def macro_actions(self, lower_actions: Tensor, steps: int) -> Tensor:
         """``(B, T_{k-1}, A_{k-1})`` → ``(B, steps, A_k)``; identity at level 0."""
@@ -144,7 +144,11 @@ class Level(nn.Module):
         return topdown_context(upper_z, upper_pred, upper_stride, steps, self.topdown, self.null_ctx)
 
     def encode_target(self, inp: Tensor, online: Tensor) -> Tensor:
-        """Targets ``z̄``: the EMA encoder of ``inp`` or the online latents ``online`` under stop-gradient."""
+        """Targets ``z̄``: the EMA encoder of ``inp``, the online latents ``online`` under stop-gradient
+        (``stopgrad``), or the online latents themselves (``online``: the prediction loss also
+        trains the target side, as in LeJEPA, so unpredictable content in the target costs loss)."""
+        if self.target_mode == "online":
+            return online
         if self.target is None:
             return online.detach()
         return self.target(inp)
