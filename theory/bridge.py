@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -41,12 +41,14 @@ from . import multiscale as ms
 
 __all__ = ["level_factors_at_clock", "probe_levels", "theory_prediction", "separation_checks",
            "train_and_probe", "BridgeResult", "run_bridge", "format_table", "plot_heatmaps",
-           "SMALL_OVERRIDES", "PROBE_FRAMES"]
+           "SMALL_OVERRIDES", "CI_OVERRIDES", "PROBE_FRAMES", "small_checks"]
 
 PROBE_FRAMES = ("last", "first", "mean")
-# the CI-sized bridge: a short run that still separates τ = 1 from τ = 256 at the top level
-SMALL_OVERRIDES = ("train.steps=300", "train.eval_every=300", "data.num_train_episodes=128",
-                   "data.num_eval_episodes=32")
+# python -m theory's bridge (a few minutes on 2 cores) and the CI-sized one (~20 s)
+SMALL_OVERRIDES = ("train.steps=400", "train.eval_every=400", "data.num_train_episodes=128",
+                   "data.num_eval_episodes=32", "train.progress=false")
+CI_OVERRIDES = ("train.steps=120", "train.eval_every=120", "data.num_train_episodes=64",
+                "data.num_eval_episodes=32", "train.progress=false", "model.pred_dim=64", "model.pred_layers=1")
 
 
 def level_factors_at_clock(state: Tensor, span: int, steps: int, frame: str = "last") -> Tensor:
@@ -161,15 +163,17 @@ class BridgeResult:
 
 
 def run_bridge(depths: Sequence[int] = (1, 2, 3), overrides: Sequence[str] = (), frame: str = "last",
-               out_dir: str | Path = "outputs/bridge", check_depth: int | None = None) -> BridgeResult:
+               out_dir: str | Path = "outputs/bridge", check_depth: int | None = None,
+               checks: Callable[..., list[Check]] | None = None) -> BridgeResult:
     """Train every depth (same data, seed and budget), probe each level and check the deepest
-    (or ``check_depth``) model against the theory."""
+    (or ``check_depth``) model against the theory with ``checks`` (default
+    :func:`separation_checks`)."""
     runs = {}
     for d in depths:
         runs[d] = train_and_probe([f"model.depth={d}", *overrides], frame, Path(out_dir) / f"depth{d}")
     res = BridgeResult(runs[depths[0]]["taus"], runs)
     d = check_depth if check_depth is not None else max(depths)
-    res.checks = separation_checks(runs[d]["r2"], res.taus, runs[d]["spans"], label=f"depth {d} ")
+    res.checks = (checks or separation_checks)(runs[d]["r2"], res.taus, runs[d]["spans"], label=f"depth {d} ")
     return res
 
 
@@ -195,8 +199,9 @@ def plot_heatmaps(res: BridgeResult, path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     depths = sorted(res.runs)
-    fig, axes = plt.subplots(len(depths), 2, figsize=(8.5, 1.2 + 1.1 * sum(len(res.runs[d]["spans"]) for d in depths)),
-                             squeeze=False, gridspec_kw={"height_ratios": [len(res.runs[d]["spans"]) for d in depths]})
+    fig, axes = plt.subplots(len(depths), 2, figsize=(10, 1.4 + 1.0 * sum(len(res.runs[d]["spans"]) for d in depths)),
+                             squeeze=False, layout="constrained",
+                             gridspec_kw={"height_ratios": [len(res.runs[d]["spans"]) for d in depths]})
     for row, d in enumerate(depths):
         keep, frac = res.theory(d)
         spans = res.runs[d]["spans"]
@@ -211,10 +216,10 @@ def plot_heatmaps(res: BridgeResult, path: str | Path) -> Path:
                         ax.add_patch(matplotlib.patches.Rectangle((i - 0.5, k - 0.5), 1, 1, fill=False,
                                                                   edgecolor="red", linewidth=1.5))
             ax.set_xticks(range(len(res.taus)), [f"{t:g}" for t in res.taus])
-            ax.set_yticks(range(len(spans)), [f"L{k} (S={s})" for k, s in enumerate(spans)])
+            ax.set_yticks(range(len(spans)), [f"L{k} (S={s})" for k, s in enumerate(spans)] if col == 0 else [])
             ax.set_title(f"depth {d}: {title}", fontsize=9)
             ax.set_xlabel("τ")
-    fig.colorbar(im, ax=axes, shrink=0.6, label="R² (red: theory keeps)")
+    fig.colorbar(im, ax=axes, shrink=0.8, label="R² (red outline: the theory keeps it)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

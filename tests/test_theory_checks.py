@@ -1,0 +1,44 @@
+"""``python -m theory``: every row of its table is a test here (theory/checks.py, theory/bridge.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from theory import __main__ as cli
+from theory.checks import CHECKS
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_theory_check(name):
+    row = CHECKS[name]()
+    assert row.name == name and row.claim and row.expected and row.measured
+    assert row.test.startswith("tests/test_theory.py::test_")
+    assert row.passed, f"{row.claim}: expected {row.expected}, measured {row.measured}"
+
+
+def test_table_marks_failures_and_names_tests():
+    rows = [CHECKS["level_keep_rule"]()]
+    bad = cli.Row("x", "a false claim", "1", "2", False, "tests/test_theory.py::test_x")
+    text = cli.format_rows(rows + [bad])
+    assert "| 1 | level k keeps τ ≥ S_k" in text and "| PASS |" in text
+    assert "| 2 | a false claim | 1 | 2 | FAIL |" in text
+    assert "tests/test_theory_checks.py::test_theory_check[level_keep_rule]" in text
+
+
+def test_python_m_theory_ci(tmp_tracking, tmp_path, capsys):
+    """The CI-sized ``python -m theory --ci``: every check plus a tiny bridge run, all passing."""
+    rc = cli.main(["--ci", "--out", str(tmp_path / "theory")])
+    out = capsys.readouterr().out
+    assert "| claim | expected | measured | result | test |" in out
+    assert out.count("| PASS |") == len(CHECKS) + 3, out
+    assert rc == 0
+    assert (tmp_path / "theory" / "timescales_heatmap.png").stat().st_size > 10_000
