@@ -101,7 +101,7 @@ class ModelConfig:
     stride: int = 4  # default clock ratio between consecutive levels
     strides: Optional[List[int]] = None  # one per level above 0; overrides `stride`
     latent_dim: int = 64  # width of every level's latent (D_k)
-    latent_dims: Optional[List[int]] = None  # one width per level (a bottleneck per level); overrides latent_dim
+    latent_dims: Optional[List[int]] = None  # width per level from level 0 (>= depth values; extras ignored, so one list serves a depth sweep); overrides latent_dim
     encoder: str = "conv"  # level-0 frame encoder: conv | vit | mlp (vector observations)
     encoder_width: int = 32  # conv channels / ViT width
     encoder_norm: str = "group"  # conv encoder normalisation: group | none
@@ -130,7 +130,7 @@ class RegularizerConfig:
     name: str = "sigreg"  # sigreg | ema | vicreg | none
     weight: float = 0.1  # λ; sigreg uses (1-λ)·pred + λ·SIGReg, others pred + λ·reg
     per_level: Optional[List[str]] = None  # a name per level, overrides `name` level by level
-    per_level_weight: Optional[List[float]] = None  # λ_k per level, overrides `weight` level by level
+    per_level_weight: Optional[List[float]] = None  # λ_k per level from level 0 (>= depth values; extras ignored); overrides `weight`
     target: Optional[str] = None  # ema | stopgrad | online (gradient through the target, LeJEPA); default: ema for `ema`, else stopgrad
     ema_momentum: float = 0.996  # start value, ramped to ema_momentum_end
     ema_momentum_end: float = 1.0
@@ -231,14 +231,14 @@ def level_regularizers(reg: RegularizerConfig | DictConfig, depth: int) -> list[
 def level_latent_dims(model: ModelConfig | DictConfig) -> list[int]:
     """Latent width of each level: ``model.latent_dims`` or ``model.latent_dim`` at every level."""
     if model.latent_dims is not None:
-        return [int(d) for d in model.latent_dims]
+        return [int(d) for d in model.latent_dims][: int(model.depth)]
     return [int(model.latent_dim)] * int(model.depth)
 
 
 def level_reg_weights(reg: RegularizerConfig | DictConfig, depth: int) -> list[float]:
     """λ_k of each level: ``regularizer.per_level_weight`` or ``regularizer.weight`` at every level."""
     if reg.per_level_weight is not None:
-        return [float(w) for w in reg.per_level_weight]
+        return [float(w) for w in reg.per_level_weight][:depth]
     return [float(reg.weight)] * depth
 
 
@@ -283,15 +283,15 @@ def validate_config(cfg: Config | DictConfig) -> None:
     if not 0 <= r.weight <= (1 if r.name == "sigreg" else math.inf):
         raise ConfigError("regularizer.weight", r.weight, "must be >= 0 (and <= 1 for sigreg)")
     if r.per_level_weight is not None:
-        if len(r.per_level_weight) != m.depth:
+        if len(r.per_level_weight) < m.depth:
             raise ConfigError("regularizer.per_level_weight", list(r.per_level_weight),
-                              f"needs {m.depth} values, one per level")
+                              f"needs at least {m.depth} values, one per level from level 0")
         for i, (name, w) in enumerate(zip(names, r.per_level_weight)):
             if not 0 <= w <= (1 if name == "sigreg" else math.inf):
                 raise ConfigError(f"regularizer.per_level_weight[{i}]", w, "must be >= 0 (and <= 1 for sigreg)")
-    if m.latent_dims is not None and (len(m.latent_dims) != m.depth or any(v < 1 for v in m.latent_dims)):
+    if m.latent_dims is not None and (len(m.latent_dims) < m.depth or any(v < 1 for v in m.latent_dims)):
         raise ConfigError("model.latent_dims", list(m.latent_dims),
-                          f"needs {m.depth} integers >= 1, one latent width per level")
+                          f"needs at least {m.depth} integers >= 1, one latent width per level from level 0")
     if not 0 <= r.ema_momentum <= r.ema_momentum_end <= 1:
         raise ConfigError("regularizer.ema_momentum", r.ema_momentum, "need 0 <= ema_momentum <= ema_momentum_end <= 1")
     for key, lst in (("model.loss_weights", m.loss_weights), ("model.rollout_horizon", m.rollout_horizon)):

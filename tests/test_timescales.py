@@ -101,6 +101,8 @@ def test_latent_dims_per_level(tmp_path):
     assert [tuple(z.shape) for z in out.z] == [(4, 32, 24), (4, 8, 8), (4, 2, 3)]
     assert [tuple(p.shape) for p in out.pred] == [(4, 32, 24), (4, 8, 8), (4, 2, 3)]
     assert out.ctx[0].shape[-1] == 8 and out.ctx[1].shape[-1] == 3 and out.ctx[2] is None
+    short, _ = _model(["model.depth=2", "model.latent_dims=[24,8,3]"], tmp_path)  # extras are ignored
+    assert [z.shape[-1] for z in short(b["obs"], b["actions"]).z] == [24, 8]
     default, _ = _model([], tmp_path)
     assert {z.shape[-1] for z in default(b["obs"], b["actions"]).z} == {64}
 

@@ -129,6 +129,25 @@ def separation_checks(r2: np.ndarray, taus: Sequence[float], spans: Sequence[int
     return out
 
 
+def small_checks(r2: np.ndarray, taus: Sequence[float], spans: Sequence[int], label: str = "",
+                 keep_r2: float = 0.8, gap: float = 0.3) -> list[Check]:
+    """Weaker checks for a short (CI-sized) run: level 0 keeps every ``τ ≥ 4``; the top level reads
+    the slowest component at least ``gap`` better than the fastest; and it reads the fastest at
+    least ``gap`` worse than level 0 does (the top level has started to drop it)."""
+    taus = np.asarray(taus, float)
+    lo, hi, top = int(np.argmin(taus)), int(np.argmax(taus)), r2.shape[0] - 1
+    keep0 = [i for i, t in enumerate(taus) if t >= 4 * spans[0]]
+    m0 = min(r2[0, i] for i in keep0)
+    return [
+        Check(f"{label}level 0 keeps τ ≥ 4", f"R² ≥ {keep_r2}", f"min {m0:.3f}", m0 >= keep_r2),
+        Check(f"{label}top level L{top}: slowest τ={taus[hi]:g} above fastest τ={taus[lo]:g}",
+              f"gap ≥ {gap}", f"{r2[top, hi]:.3f} − {r2[top, lo]:.3f} = {r2[top, hi] - r2[top, lo]:.3f}",
+              r2[top, hi] - r2[top, lo] >= gap),
+        Check(f"{label}fastest τ={taus[lo]:g} dropped from L0 to L{top}", f"drop ≥ {gap}",
+              f"{r2[0, lo]:.3f} → {r2[top, lo]:.3f}", r2[0, lo] - r2[top, lo] >= gap),
+    ]
+
+
 def train_and_probe(overrides: Sequence[str] = (), frame: str = "last", out_dir: str | Path = "outputs/bridge",
                     num_clips: int = 512) -> dict:
     """Train one model with ``experiment=timescales`` plus ``overrides`` through the library and
