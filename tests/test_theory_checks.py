@@ -42,3 +42,11 @@ def test_python_m_theory_ci(tmp_tracking, tmp_path, capsys):
     assert out.count("| PASS |") == len(CHECKS) + 3, out
     assert rc == 0
     assert (tmp_path / "theory" / "timescales_heatmap.png").stat().st_size > 10_000
+
+
+def test_user_errors_are_one_line(capsys, tmp_path):
+    from theory import bridge
+
+    rc = bridge.cli(lambda: bridge.main(["--probe", str(tmp_path / "missing")]), "python -m theory.bridge")
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("python -m theory.bridge: error: checkpoint ") and "Traceback" not in err

@@ -65,4 +65,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .bridge import cli
+
+    sys.exit(cli(main, "python -m theory"))

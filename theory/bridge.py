@@ -293,5 +293,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if all(c.passed for c in res.checks) else 1
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's to fix (bad override, data, checkpoint; a stopped run): reported
+    in one line, without a traceback."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from hjepa.checkpoint import CheckpointError
+    from hjepa.config import ConfigError
+    from hjepa.data import DataValidationError
+    from hjepa.train import TrainingError
+
+    return ConfigError, DataValidationError, CheckpointError, TrainingError, HydraException, OmegaConfBaseException
+
+
+def cli(entry: Callable[[], int], prog: str) -> int:
+    """Run ``entry`` and turn a user error into ``prog: error: …`` and exit status 2."""
+    import sys
+
+    try:
+        return entry()
+    except user_errors() as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli(main, "python -m theory.bridge"))
