@@ -59,6 +59,8 @@ class RoomsDataConfig(DataConfig):
     door_width: float = 0.4
     max_speed: float = 0.12
     action_noise: float = 0.5
+    layout: str = "open"  # open: a doorway in every wall | maze: doorways only on a spanning tree of the rooms
+    layout_seed: int = 0  # which spanning tree (maze layout)
 
 
 @dataclass
@@ -272,6 +274,8 @@ def validate_config(cfg: Config | DictConfig) -> None:
             raise ConfigError(key, val, f"must be >= {lo}")
     if m.encoder == "vit" and d.image_size % m.patch_size:
         raise ConfigError("model.patch_size", m.patch_size, f"must divide data.image_size={d.image_size}")
+    if d.name == "rooms" and d.layout not in ("open", "maze"):
+        raise ConfigError("data.layout", d.layout, "allowed values: open, maze")
     if m.pred_dim % m.pred_heads:
         raise ConfigError("model.pred_heads", m.pred_heads, f"must divide model.pred_dim={m.pred_dim}")
 

@@ -41,7 +41,8 @@ def _rooms(cfg, num_episodes: int, seed: int) -> Trajectories:
     from .rooms import generate_rooms
 
     return generate_rooms(num_episodes, cfg.episode_len, seed, grid=tuple(cfg.grid), door_width=cfg.door_width,
-                          max_speed=cfg.max_speed, image_size=cfg.image_size, action_noise=cfg.action_noise)
+                          max_speed=cfg.max_speed, image_size=cfg.image_size, action_noise=cfg.action_noise,
+                          layout=cfg.layout, layout_seed=cfg.layout_seed)
 
 
 @register_env("multiscale")
