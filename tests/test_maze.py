@@ -63,3 +63,13 @@ def test_maze_exploration_crosses_doorways():
     assert 0.02 < rate < 0.3
     with pytest.raises(ValueError, match="layout"):
         RoomsEnv((3, 3), layout="spiral")
+
+
+def test_geodesic_distance_goes_round_walls():
+    env = RoomsEnv((3, 3), layout="maze", layout_seed=0)
+    goal = np.array([0.5, 1.5])  # room 3, just above room 0 through a closed wall
+    d = env.geodesic_distance(np.array([[0.5, 0.5], [0.5, 1.2]]), goal)
+    assert np.isclose(d[1], 0.3)  # same room: straight line
+    assert d[0] > 5.0  # rooms 0 -> 3 are 7 doorways apart
+    open_env = RoomsEnv((3, 3), layout="open")
+    assert np.isclose(open_env.geodesic_distance(np.array([[0.5, 0.5]]), goal)[0], 1.0)  # through the open door

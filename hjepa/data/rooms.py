@@ -153,6 +153,25 @@ class RoomsEnv:
             return np.array([ca + 0.5, max(ra, rb)])
         raise ValueError(f"rooms {a} and {b} are not adjacent")
 
+    def geodesic_distance(self, pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """Length of the shortest path through open doorways, ``pos (N, 2)``, ``goal (2,)`` → ``(N,)``.
+
+        Rooms are convex, so the path is straight within a room and passes each doorway of the
+        shortest room path at its centre (exact up to the doorway's width).
+        """
+        pos = np.asarray(pos, np.float64).reshape(-1, 2)
+        goal = np.asarray(goal, np.float64)
+        g_room = int(self.room_id(goal))
+        out = np.empty(len(pos))
+        for room in np.unique(self.room_id(pos)):
+            sel = self.room_id(pos) == room
+            path = self.room_path(int(room), g_room)
+            doors = [self.door_between(a, b) for a, b in zip(path, path[1:])]
+            pts = np.asarray([*doors, goal])
+            tail = np.linalg.norm(np.diff(pts, axis=0), axis=1).sum() if len(pts) > 1 else 0.0
+            out[sel] = np.linalg.norm(pos[sel] - pts[0], axis=1) + tail
+        return out
+
     def room_centre(self, room: np.ndarray) -> np.ndarray:
         r, c = np.divmod(np.asarray(room), self.cols)
         return np.stack([c + 0.5, r + 0.5], -1).astype(np.float64)
