@@ -51,8 +51,12 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, causal: bool = False) -> Tensor:
+    def forward(self, x: Tensor, causal: bool = False, cache: dict | None = None) -> Tensor:
+        """``cache`` (incremental causal decoding): a dict holding the keys/values of earlier tokens;
+        ``x`` are the next tokens, which attend to the cached ones and causally to each other."""
         q, k, v = self.qkv(x).chunk(3, dim=-1)
+        if cache is not None:
+            return self.proj(self._attend_cached(q, k, v, cache))
         if resolve_backend(self.backend, x.device) == "xformers":
             import xformers.ops as xops
 
@@ -66,6 +70,18 @@ class SelfAttention(nn.Module):
             out = rearrange(out, "b h l d -> b l (h d)")
         return self.proj(out)
 
+    def _attend_cached(self, q: Tensor, k: Tensor, v: Tensor, cache: dict) -> Tensor:
+        q, k, v = (rearrange(t, "b l (h d) -> b h l d", h=self.heads) for t in (q, k, v))
+        if "k" in cache:
+            k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
+        cache["k"], cache["v"] = k, v
+        new, total = q.shape[2], k.shape[2]
+        mask = None
+        if new > 1:  # causal among the new tokens, all cached tokens visible
+            mask = torch.arange(new, device=q.device)[:, None] + (total - new) >= torch.arange(total, device=q.device)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return rearrange(out, "b h l d -> b l (h d)")
+
 
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(LN x)``, ``x + MLP(LN x)``."""
@@ -77,6 +93,6 @@ class Block(nn.Module):
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
-    def forward(self, x: Tensor, causal: bool = False) -> Tensor:
-        x = x + self.attn(self.norm1(x), causal=causal)
+    def forward(self, x: Tensor, causal: bool = False, cache: dict | None = None) -> Tensor:
+        x = x + self.attn(self.norm1(x), causal=causal, cache=cache)
         return x + self.mlp(self.norm2(x))
