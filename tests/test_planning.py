@@ -20,7 +20,8 @@ from hjepa.planning.tasks import sample_tasks
 
 def _settings(**kw):
     base = dict(optimizer="cem", samples=64, iterations=4, elites=8, temperature=0.05, init_std=1.0, min_std=0.05,
-                horizon=10, replan_every=2, cost="sum", oracle_cost="euclidean", top_horizon=3, goal_weight=1.0)
+                horizon=10, replan_every=2, cost="sum", oracle_cost="euclidean", top_horizon=3, goal_weight=1.0,
+                macro="held")
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -218,18 +219,19 @@ def _plan_cfg(run, planner, tmp_path, *extra):
                                                       "planner.samples=8", "planner.iterations=2", *extra])
 
 
-@pytest.mark.parametrize("planner", ["flat", "hierarchical"])
-def test_model_planners_run_end_to_end(trained_runs, tmp_path, planner):
+@pytest.mark.parametrize("planner,extra", [("flat", []), ("hierarchical", []),
+                                           ("hierarchical", ["planner.macro=latent", "planner.optimizer=mppi"])])
+def test_model_planners_run_end_to_end(trained_runs, tmp_path, planner, extra):
     from hjepa.planning.cli import plan
 
-    cfg = _plan_cfg(trained_runs[2], planner, tmp_path)
+    cfg = _plan_cfg(trained_runs[2], planner, tmp_path, *extra)
     res = plan(cfg)
     assert set(res["by_distance"]) == {"0", "1"}
     row = res["by_distance"]["1"]
     assert row["episodes"] == 2 and row["model_evals"] > 0 and row["plan_seconds"] > 0
     for f in ("plan_results.json", "success_vs_distance.png", "filmstrip.png", "episodes.gif"):
         assert (tmp_path / f).stat().st_size > 0
-    again = plan(_plan_cfg(trained_runs[2], planner, tmp_path))  # same seed, same episodes
+    again = plan(_plan_cfg(trained_runs[2], planner, tmp_path, *extra))  # same seed, same episodes
     for d, row in res["by_distance"].items():
         for key in ("success", "mean_steps", "final_distance", "model_evals"):
             assert again["by_distance"][d][key] == row[key], (d, key)

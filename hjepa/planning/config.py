@@ -28,6 +28,7 @@ class PlannerConfig:
     replan_every: int = 2  # execute this many actions of each plan
     cost: str = "sum"  # sum (mean over the predicted steps: get there early) | terminal (last step only)
     goal_weight: float = 1.0  # hierarchical: weight of a lower level's own energy to the goal
+    macro: str = "held"  # hierarchical: search macro-actions as held primitive chunks | in the learned latent space
     oracle_cost: str = "euclidean"  # oracle: euclidean | doorways
 
 
@@ -82,7 +83,7 @@ def validate_plan_config(cfg) -> None:
 
     p, e = cfg.planner, cfg.eval
     for key, val, allowed in (("planner.name", p.name, tuple(PLANNERS)), ("planner.optimizer", p.optimizer, tuple(OPTIMIZERS)),
-                              ("planner.cost", p.cost, ("terminal", "sum")),
+                              ("planner.cost", p.cost, ("terminal", "sum")), ("planner.macro", p.macro, ("held", "latent")),
                               ("planner.oracle_cost", p.oracle_cost, ("euclidean", "doorways"))):
         if val not in allowed:
             raise ConfigError(key, val, f"allowed values: {', '.join(allowed)}")

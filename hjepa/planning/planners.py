@@ -127,7 +127,8 @@ class MPCPlanner(Planner):
         need = np.flatnonzero(active & (self.cursor >= self.replan_every))
         if len(need):
             t0 = time.perf_counter()
-            actions, evals = self.plan(need, hist)
+            with torch.no_grad():
+                actions, evals = self.plan(need, hist)
             self.seconds[need] += (time.perf_counter() - t0) / len(need)  # batched: a share each
             self.evals[need] += evals / len(need)
             self.plan_buf[need] = actions
@@ -266,11 +267,13 @@ def future_macro_actions(model: HJEPA, k: int, primitive: Tensor) -> Tensor:
 class HierarchicalPlanner(_ModelPlanner):
     """Top-down subgoal planning for a model of depth ≥ 2.
 
-    Macro-actions are searched as primitive action chunks — one action held for each step of the
-    level (``span_k`` frames) — encoded by the level's own action encoder(s). Every candidate is
-    then an executable action sequence the action encoder was trained on, and the search space
-    stays ``2·H_k``-dimensional (the learned macro-action space is 16-d per step and its
-    realisable region is unknown to the sampler).
+    Macro-actions (``planner.macro``) are searched by default as primitive action chunks
+    (``held``) — one action held for each step of the level (``span_k`` frames) — encoded by the
+    level's own action encoder(s). Every candidate is then an executable action sequence of the
+    kind the action encoder was trained on, and the search space stays ``2·H_k``-dimensional.
+    The ablation ``latent`` searches the learned macro-action space (``A_k`` dims per step)
+    directly, standardised by the statistics of encoded random chunks and bounded to ±3 standard
+    deviations: larger, and its candidates need not be realisable by any primitive sequence.
     """
 
     name = "hierarchical"
@@ -280,12 +283,50 @@ class HierarchicalPlanner(_ModelPlanner):
             raise PlanningError("planner=hierarchical needs a model of depth >= 2 (this run has depth 1): "
                                 "train one with model.depth=2, or use planner=flat")
         super().__init__(env, cfg, seed, model, action_dim, clip_len)
+        if model.levels[1].uses_frames:
+            raise PlanningError("planner=hierarchical scores lower rollouts through the upper level's summariser: "
+                                "it needs model.summarizer=latents")
+        if cfg.replan_every > model.strides[1]:
+            raise PlanningError(f"planner.replan_every={cfg.replan_every}: the hierarchical planner's primitive plan "
+                                f"spans one level-1 step ({model.strides[1]} actions); use a value <= {model.strides[1]}")
+        if cfg.macro not in ("held", "latent"):
+            raise PlanningError(f"planner.macro={cfg.macro!r}: choose held or latent")
         self.top_horizon = cfg.top_horizon
         self._plan_horizons = [model.strides[k + 1] for k in range(model.depth - 1)] + [cfg.top_horizon]
+        self.latent_opt = build_optimizer(cfg.optimizer, samples=cfg.samples, iterations=cfg.iterations,
+                                          elites=cfg.elites, temperature=cfg.temperature, init_std=1.0,
+                                          min_std=cfg.min_std, low=-3.0, high=3.0)
+        self._macro_stats = self._latent_macro_stats() if cfg.macro == "latent" else None
+
+    @torch.no_grad()
+    def _latent_macro_stats(self) -> list[tuple[Tensor, Tensor] | None]:
+        """Mean and std per dimension of level-k macro-actions of random held chunks (the ``latent`` search's scale)."""
+        g = torch.Generator().manual_seed(self.seed)
+        out: list[tuple[Tensor, Tensor] | None] = [None]
+        for k in range(1, self.model.depth):
+            prim = torch.rand(512, 1, 2, generator=g) * 2 - 1
+            prim = repeat(prim, "b 1 a -> b (h s) a", h=2, s=self.model.spans[k]).to(self.device)
+            mac = future_macro_actions(self.model, k, prim)[:, 0]
+            out.append((mac.mean(0), mac.std(0).clamp_min(1e-3)))
+        return out
+
+    def _searches_latent(self, k: int) -> bool:
+        return self._macro_stats is not None and k > 0
+
+    def _to_macro(self, k: int, cand: Tensor) -> Tensor:
+        """Candidates ``(n, N, H, ·)`` → level-k actions ``(n, N, H, A_k)`` for the level's rollout."""
+        if self._searches_latent(k):
+            mean, std = self._macro_stats[k]
+            return mean + std * cand
+        n = cand.shape[0]
+        prim = repeat(cand, "n k h a -> (n k) (h s) a", s=self.model.spans[k])
+        macro = future_macro_actions(self.model, k, prim) if k > 0 else prim
+        return rearrange(macro, "(n k) h a -> n k h a", n=n)
 
     def reset(self, starts, goals):
         super().reset(starts, goals)
-        self.level_means = [self.opt.initial(len(goals), h, 2)[0] for h in self._plan_horizons]
+        dims = [self.model.levels[k].action_dim if self._searches_latent(k) else 2 for k in range(self.model.depth)]
+        self.level_means = [torch.zeros(len(goals), h, a) for h, a in zip(self._plan_horizons, dims)]
 
     def _level_plan(self, k: int, idx, zs, acts, ctxs, subgoal: Tensor | None) -> tuple[Tensor, Tensor, int]:
         """Plan at level k: held actions ``(n, H_k, 2)``; returns (best, first predicted latent of the
@@ -301,11 +342,8 @@ class HierarchicalPlanner(_ModelPlanner):
         cache: dict[str, Tensor] = {}
 
         def cost(cand: Tensor) -> Tensor:
-            n, nc = cand.shape[:2]
-            c = cand.to(self.device)
-            prim = repeat(c, "n k h a -> (n k) (h s) a", s=span)
-            macro = future_macro_actions(m, k, prim) if k > 0 else prim
-            pred = roll.imagine(rearrange(macro, "(n k) h a -> n k h a", n=n))  # (n, N, H, D)
+            n = cand.shape[0]
+            pred = roll.imagine(self._to_macro(k, cand.to(self.device)))  # (n, N, H, D)
             total = w * self.energy(k, pred, goal) if w else 0.0
             if subgoal is not None:
                 summary = m.levels[k + 1].encoder(rearrange(pred, "n k h d -> (n k) h d"))[:, -1]
@@ -315,8 +353,9 @@ class HierarchicalPlanner(_ModelPlanner):
 
         mean = self.level_means[k]
         shift = min(self.replan_every // span, h) if span <= self.replan_every else 0
-        init = torch.cat([mean[idx, shift:], torch.zeros(len(idx), shift, 2)], 1)
-        res = self.opt.optimize(cost, init, torch.full_like(init, self.opt.init_std), self.gen)
+        init = torch.cat([mean[idx, shift:], torch.zeros(len(idx), shift, mean.shape[2])], 1)
+        opt = self.latent_opt if self._searches_latent(k) else self.opt
+        res = opt.optimize(cost, init, torch.full_like(init, opt.init_std), self.gen)
         mean[idx] = res.mean
         # the first latent the best plan predicts: the subgoal handed down
         first = self._first_latent(k, roll, res.actions)
@@ -324,11 +363,9 @@ class HierarchicalPlanner(_ModelPlanner):
 
     @torch.no_grad()
     def _first_latent(self, k, roll: CandidateRollout, best: Tensor) -> Tensor:
-        m, span = self.model, self.model.spans[k]
-        prim = repeat(best.to(self.device), "n h a -> n (h s) a", s=span)
-        macro = future_macro_actions(m, k, prim) if k > 0 else prim
+        macro = self._to_macro(k, best[:, None].to(self.device))  # (n, 1, H, A_k)
         ev = roll.evals
-        out = roll.imagine(macro[:, None, :1])[:, 0, 0]
+        out = roll.imagine(macro[:, :, :1])[:, 0, 0]
         roll.evals = ev  # read-out of the chosen plan, not search: not counted
         return out
 
