@@ -263,3 +263,26 @@ def test_hjepa_plan_cli_prints_json_last_and_clear_errors(trained_runs, tmp_path
         r = subprocess.run(base + extra, capture_output=True, text=True, timeout=300)
         assert r.returncode == 2, (extra, r.stderr[-500:])
         assert msg in r.stderr and "Traceback" not in r.stderr, (extra, r.stderr[-500:])
+
+
+def test_held_goal_frame_equals_a_real_clip_resting_at_the_goal(model_d2, maze):
+    """The goal image held still is exactly what the world shows while the agent rests at the goal
+    (zero actions): both encodings give the same latent at every level; a clip *arriving* at the
+    goal gives a different one (its window still holds motion)."""
+    from hjepa.planning.goals import encode_clip_end, encode_held
+
+    env = RoomsEnv((3, 3), layout="maze", layout_seed=0)
+    goal = np.array([[1.5, 0.5]])
+    t = model_d2.min_clip_len()
+    pos, frames = goal.copy(), []
+    for _ in range(t):
+        frames.append(env.render(pos)[0])
+        pos = env.step(pos, np.zeros((1, 2)))
+    clip = torch.from_numpy(np.stack(frames)[None]).float() / 255
+    real = encode_clip_end(model_d2, clip, torch.zeros(1, t, 2))
+    held = encode_held(model_d2, torch.from_numpy(env.render(goal)).float() / 255, 2)
+    for r, h in zip(real, held):
+        torch.testing.assert_close(r, h)
+    arriving = np.stack([env.render(goal + np.array([[-0.1 * (t - 1 - i), 0.0]]))[0] for i in range(t)])
+    arr = encode_clip_end(model_d2, torch.from_numpy(arriving[None]).float() / 255, torch.zeros(1, t, 2))
+    assert not torch.allclose(arr[1], held[1])
