@@ -89,3 +89,28 @@ def test_off_by_default_bit_for_bit_and_on_per_level():
 def test_invalid_geometry_settings_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
         hjepa.compose([*TINY, override])
+
+
+def test_planning_presets_compose():
+    d2, d1 = hjepa.compose(["experiment=planning"]), hjepa.compose(["experiment=planning_flat"])
+    for cfg in (d2, d1):
+        assert cfg.data.layout == "maze" and list(cfg.data.grid) == [3, 3] and cfg.data.layout_seed == 0
+        assert cfg.data.episode_len == 128 and cfg.data.clip_len == 64 and cfg.train.steps == 2400
+    assert d2.model.depth == 2 and list(d2.model.geometry_weight) == [0.0, 10.0]
+    assert d1.model.depth == 1 and list(d1.model.geometry_weight) == [10.0]
+
+
+def test_small_maze_run_with_geometry_trains_logs_and_maps(tmp_path, tmp_tracking, tiny_overrides):
+    """A seconds-long version of experiment=planning: trains, logs the term, reloads, draws its energy map."""
+    from analysis.world_energy import geodesic_spearman, rooms_env
+    from hjepa.train import Trainer
+
+    cfg = hjepa.compose([*tiny_overrides, "experiment=planning", "data.episode_len=32", "data.clip_len=16",
+                         "data.num_train_episodes=16", "data.batch_size=4", "train.steps=4", "train.eval_every=4",
+                         "train.checkpoint_every=4", "train.log_every=2"], out_dir=str(tmp_path))
+    metrics = Trainer(cfg).run()
+    assert metrics["train/level1/geometry_loss"] > 0 and "train/level0/geometry_loss" not in metrics
+    run = hjepa.load_run(tmp_path)
+    assert run.model.geometry_weight == [0.0, 10.0]
+    rhos, maps = geodesic_spearman(run.model, rooms_env(run.cfg.data), 2, spacing=0.25)
+    assert len(rhos) == 2 and len(maps) == 5 and all(-1 <= r <= 1 for r in rhos)
