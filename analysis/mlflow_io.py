@@ -191,3 +191,10 @@ def log_artifacts(run_id: str, local_dir: str | Path, artifact_path: str | None 
                   tracking_uri: str | None = None) -> None:
     """Upload every file of ``local_dir`` as artifacts of an existing (possibly finished) run."""
     client(tracking_uri).log_artifacts(run_id, str(local_dir), artifact_path)
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0, tracking_uri: str | None = None) -> None:
+    """Log ``{key: value}`` to an existing (possibly finished) run at ``step``."""
+    c = client(tracking_uri)
+    for key, value in metrics.items():
+        c.log_metric(run_id, key, float(value), step=step)

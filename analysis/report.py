@@ -71,6 +71,7 @@ class RunAnalysis:
     energy_stats: list[dict[str, float]]
     landscapes: dict[str, list[Landscape]]  # by direction method
     interpolation: list[tuple[np.ndarray, np.ndarray]]
+    geodesic_spearman: list[float] | None = None  # rooms runs: per level, averaged over fixed goals
     pngs: dict[str, Path] = field(default_factory=dict)
     logged: bool = False
 
@@ -80,6 +81,7 @@ class RunAnalysis:
 
     def summary(self) -> dict:
         return {"label": self.label, "run_id": self.run_id, "step": self.step,
+                "geodesic_spearman": self.geodesic_spearman,
                 "levels": [{**c, **e, **{f"landscape_{m}/{k}": v for m, ls in self.landscapes.items()
                                            for k, v in ls[i].summary().items()}}
                            for i, (c, e) in enumerate(zip(self.collapse, self.energy_stats))],
@@ -193,6 +195,8 @@ def analyze_run(ref: str | Path, out_dir: str | Path, *, tracking_uri: str | Non
                 out_dir / f"landscape_{m}.png")
         res.pngs["interpolation"] = plots.save(plots.plot_interpolation(
             interp, title=f"energy from compatible to incompatible target — {head}"), out_dir / "interpolation.png")
+        if run.cfg.data.name == "rooms":
+            _world_energy(res, run, head)
         if info is not None:
             hist = training_histories(run_id, tracking_uri)
             res.pngs["training_curves"] = plots.save(plots.plot_training_curves(
@@ -200,8 +204,27 @@ def analyze_run(ref: str | Path, out_dir: str | Path, *, tracking_uri: str | Non
         (out_dir / "summary.json").write_text(json.dumps(_finite(res.summary()), indent=2))
         if log_to_mlflow and info is not None:
             mlflow_io.log_artifacts(run_id, out_dir, "analysis", tracking_uri)
+            if res.geodesic_spearman is not None:
+                mlflow_io.log_metrics(run_id, {f"analysis/level{k}/geodesic_spearman": v
+                                               for k, v in enumerate(res.geodesic_spearman)}, run.step, tracking_uri)
             res.logged = True
     return res
+
+
+def _world_energy(res: RunAnalysis, run, head: str) -> None:
+    """Rooms runs: per-level Spearman of the goal energy with the geodesic distance (fixed goals) and
+    ``world_energy.png`` (energy maps for the first and last fixed goal)."""
+    from .world_energy import geodesic_spearman, plot_world_energy, rooms_env
+
+    env = rooms_env(run.cfg.data)
+    action_dim = run.model.levels[0].action_dim
+    rhos, maps = geodesic_spearman(run.model, env, action_dim, spacing=0.05)
+    res.geodesic_spearman = rhos
+    shown = [maps[0], maps[-1]] if len(maps) > 1 else maps
+    res.pngs["world_energy"] = plots.save(plot_world_energy(
+        shown, env, title=f"energy to the goal's latent (mean ρ_geo over {len(maps)} goals: "
+                          + ", ".join(f"L{k} {r:+.2f}" for k, r in enumerate(rhos)) + f") — {head}"),
+        res.out_dir / "world_energy.png")
 
 
 def compare_runs(analyses: Sequence[RunAnalysis], out_dir: str | Path) -> dict[str, Path]:

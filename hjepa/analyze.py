@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"cosine {c['cosine_mean']:+.3f}  alpha {c['powerlaw_alpha']:.2f}  "
                           f"E_true {e['energy_true']:.3g}  E_shuffled {e['energy_shuffled']:.3g}  "
                           f"(ratio {e['energy_ratio']:.2f}, AUC {e['auc']:.2f})")
+                if res.geodesic_spearman is not None:
+                    print("  energy-to-goal vs geodesic distance (Spearman, mean over fixed goals): "
+                          + "  ".join(f"level {k} {r:+.3f}" for k, r in enumerate(res.geodesic_spearman)))
                 for key, p in res.pngs.items():
                     print(f"  {key:17s} {p}")
                 print(f"  {'logged to MLflow':17s} {'yes (artifacts/analysis)' if res.logged else 'no'}")

@@ -109,6 +109,12 @@ class ModelConfig:
     rollout_horizon: Optional[List[int]] = None  # H_k autoregressive rollout steps, default all 0
     attention_backend: str = "auto"  # auto | sdpa | xformers
     init_from: Optional[str] = None  # checkpoint path or MLflow run id to initialise weights
+    # temporal-distance (HILP) geometry of the latents, hjepa/models/geometry.py; weight 0 = off
+    geometry_weight: Optional[List[float]] = None  # per level, default all 0
+    geometry_discount: float = 0.95  # γ per step of each level's own clock
+    geometry_expectile: float = 0.9  # τ of the expectile regression
+    geometry_self_goal: float = 0.2  # fraction of goals equal to the state itself
+    geometry_random_goal: float = 0.3  # fraction of goals from other clips/steps of the batch (rest: same clip's future)
 
 
 # --------------------------------------------------------------------------- regulariser
@@ -255,7 +261,18 @@ def validate_config(cfg: Config | DictConfig) -> None:
         raise ConfigError("regularizer.weight", r.weight, "must be >= 0 (and <= 1 for sigreg)")
     if not 0 <= r.ema_momentum <= r.ema_momentum_end <= 1:
         raise ConfigError("regularizer.ema_momentum", r.ema_momentum, "need 0 <= ema_momentum <= ema_momentum_end <= 1")
-    for key, lst in (("model.loss_weights", m.loss_weights), ("model.rollout_horizon", m.rollout_horizon)):
+    for key, val, lo, hi in (("model.geometry_discount", m.geometry_discount, 0.0, 1.0),
+                             ("model.geometry_expectile", m.geometry_expectile, 0.0, 1.0),
+                             ("model.geometry_self_goal", m.geometry_self_goal, 0.0, 1.0),
+                             ("model.geometry_random_goal", m.geometry_random_goal, 0.0, 1.0)):
+        if not lo < val < hi and not (key.endswith("goal") and lo <= val <= hi):
+            raise ConfigError(key, val, f"must lie in ({lo}, {hi})" if not key.endswith("goal") else "must lie in [0, 1]")
+    if m.geometry_self_goal + m.geometry_random_goal > 1:
+        raise ConfigError("model.geometry_random_goal", m.geometry_random_goal,
+                          f"model.geometry_self_goal + model.geometry_random_goal must be <= 1 "
+                          f"(self_goal is {m.geometry_self_goal})")
+    for key, lst in (("model.loss_weights", m.loss_weights), ("model.rollout_horizon", m.rollout_horizon),
+                     ("model.geometry_weight", m.geometry_weight)):
         if lst is not None and len(lst) != m.depth:
             raise ConfigError(key, list(lst), f"needs {m.depth} values, one per level")
         if lst is not None and any(v < 0 for v in lst):

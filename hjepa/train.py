@@ -405,6 +405,8 @@ class Trainer:
             logs[f"train/level{k}/reg_loss"] = losses.reg[k]
             if losses.rollout[k] is not None:
                 logs[f"train/level{k}/rollout_loss"] = losses.rollout[k]
+            if losses.geometry[k] is not None:
+                logs[f"train/level{k}/geometry_loss"] = losses.geometry[k]
         return logs
 
     def _skip_schedule(self) -> None:
