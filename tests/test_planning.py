@@ -220,7 +220,8 @@ def _plan_cfg(run, planner, tmp_path, *extra):
 
 
 @pytest.mark.parametrize("planner,extra", [("flat", []), ("hierarchical", []),
-                                           ("hierarchical", ["planner.macro=latent", "planner.optimizer=mppi"])])
+                                           ("hierarchical", ["planner.macro=latent", "planner.optimizer=mppi",
+                                                             "eval.energy_map=false"])])
 def test_model_planners_run_end_to_end(trained_runs, tmp_path, planner, extra):
     from hjepa.planning.cli import plan
 
@@ -231,6 +232,9 @@ def test_model_planners_run_end_to_end(trained_runs, tmp_path, planner, extra):
     assert row["episodes"] == 2 and row["model_evals"] > 0 and row["plan_seconds"] > 0
     for f in ("plan_results.json", "success_vs_distance.png", "filmstrip.png", "episodes.gif"):
         assert (tmp_path / f).stat().st_size > 0
+    if not extra:
+        assert (tmp_path / "world_energy.png").stat().st_size > 0
+        assert len(res["geodesic_spearman"]) == 2 and all(-1 <= r <= 1 for r in res["geodesic_spearman"])
     again = plan(_plan_cfg(trained_runs[2], planner, tmp_path, *extra))  # same seed, same episodes
     for d, row in res["by_distance"].items():
         for key in ("success", "mean_steps", "final_distance", "model_evals"):

@@ -75,6 +75,17 @@ def _tasks(cfg: DictConfig, env: RoomsEnv) -> Tasks:
     return sample_tasks(env, distances, e.episodes, e.seed)
 
 
+def _energy_maps(model, env: RoomsEnv, action_dim: int, title: str):
+    """Per-level Spearman of the energy to fixed goals with the geodesic distance, and the heat maps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from analysis.world_energy import geodesic_spearman, plot_world_energy
+
+    rhos, maps = geodesic_spearman(model, env, action_dim)
+    return rhos, plot_world_energy(maps[:3], env, title=title)
+
+
 def _label(p) -> str:
     if p.name == "oracle":
         return f"oracle ({p.oracle_cost})"
@@ -118,13 +129,23 @@ def plan(cfg: DictConfig) -> dict:
     figs = [report.plot_success(curves, out / "success_vs_distance.png", title=f"model {mid or cfg.run or '-'}"),
             report.plot_filmstrip(env, res, out / "filmstrip.png", cfg.eval.filmstrip_episodes, label),
             report.write_gif(env, res, out / "episodes.gif", cfg.eval.filmstrip_episodes, label=label)]
+    if run is not None and cfg.eval.energy_map:
+        rhos, fig = _energy_maps(run.model, env, action_dim, f"world-state energy to fixed goals — model {mid or cfg.run}")
+        fig.savefig(out / "world_energy.png", dpi=90)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        figs.append(out / "world_energy.png")
+        result["geodesic_spearman"] = rhos
     tracker = Tracker(cfg.tracking.enabled, cfg.tracking.uri, cfg.tracking.experiment)
     tracker.start(run_name=cfg.tracking.run_name or label,
                   tags={"hjepa.model_run_id": mid, "hjepa.planner": cfg.planner.name, "hjepa.kind": "planning"})
     tracker.log_params(flatten(OmegaConf.to_container(cfg, resolve=True)))
     for d, row in by_d.items():
         tracker.log_metrics({f"plan/d{d}/{k}": float(v) for k, v in row.items()}, step=0)
-    tracker.log_metrics({"plan/success": float(res.success.mean())}, step=0)
+    tracker.log_metrics({"plan/success": float(res.success.mean()),
+                         **{f"plan/level{k}/geodesic_spearman": r for k, r in enumerate(result.get("geodesic_spearman", []))}},
+                        step=0)
     for f in figs:
         tracker.log_artifact(f)
     tracker.log_artifact(out / report.RESULTS_FILE)
@@ -135,6 +156,9 @@ def plan(cfg: DictConfig) -> dict:
 
 def _print_table(result: dict) -> None:
     print(f"\n{result['label']}  (model run {result['model_run_id'] or '-'})")
+    if "geodesic_spearman" in result:
+        print("energy-to-goal rank correlation with geodesic distance, per level: "
+              + ", ".join(f"L{k} {r:+.2f}" for k, r in enumerate(result["geodesic_spearman"])))
     print(f"{'dist':>4} {'success':>8} {'episodes':>8} {'steps':>6} {'evals/ep':>10} {'plan s/ep':>9}")
     for d, r in sorted(result["by_distance"].items(), key=lambda kv: int(kv[0])):
         print(f"{d:>4} {100 * r['success']:>7.0f}% {r['episodes']:>8} {r['mean_steps']:>6.1f} "

@@ -41,6 +41,7 @@ class PlanEvalConfig:
     success_radius: float = 0.1  # room widths
     batch_episodes: int = 0  # episodes planned together (0 = all)
     filmstrip_episodes: int = 4
+    energy_map: bool = True  # with a model: world-state energy maps + per-level Spearman with geodesic distance
     goal: Optional[List[float]] = None  # plan one episode to this world position [x, y] instead
     start: Optional[List[float]] = None  # ...from here (default: the centre of room 0)
 
