@@ -4,6 +4,7 @@ grid every 0.05 room widths) and the held-out probe R² of position, plus the tr
 doorway-crossing rate.
 
     python experiments/geometry_table.py runs/planning runs/planning_flat ...   [--json out.json] [--png-dir figs]
+    python experiments/geometry_table.py runs/planning --random-goals 20 1     # a held-out set of 20 goals
 
 Each argument is a run directory, checkpoint file or MLflow run id; a run directory with several
 checkpoints can be given as ``DIR@all`` to score every checkpoint kept (a curve over training).
@@ -25,11 +26,23 @@ from hjepa.data.rooms import crossing_rate
 from hjepa.evaluation import evaluate
 
 
-def score(ref: str, device: str = "cpu", spacing: float = 0.05, png: Path | None = None) -> dict:
+def random_goals(env, n: int, seed: int) -> np.ndarray:
+    """``n`` goals drawn uniformly over the free cells of the 0.05 grid (a held-out goal set)."""
+    from analysis.world_energy import free_grid
+
+    xs, ys, free = free_grid(env, 0.05)
+    gx, gy = np.meshgrid(xs, ys)
+    pts = np.stack([gx[free], gy[free]], 1)
+    return pts[np.random.default_rng(seed).choice(len(pts), n, replace=False)]
+
+
+def score(ref: str, device: str = "cpu", spacing: float = 0.05, png: Path | None = None,
+          goals: tuple[int, int] | None = None) -> dict:
     run = load_run(ref, device=device)
     env = rooms_env(run.cfg.data)
     model = run.model
-    rhos, maps = geodesic_spearman(model, env, model.levels[0].action_dim, spacing=spacing)
+    g = random_goals(env, *goals) if goals else None
+    rhos, maps = geodesic_spearman(model, env, model.levels[0].action_dim, goals=g, spacing=spacing)
     data = run.data()
     batch = data.eval_batch(int(run.cfg.eval.num_clips))
     metrics = evaluate(model, batch, run.factor_names, device=run.device)
@@ -62,6 +75,8 @@ def main(argv=None) -> int:
     p.add_argument("runs", nargs="+")
     p.add_argument("--json")
     p.add_argument("--png-dir")
+    p.add_argument("--random-goals", type=int, nargs=2, metavar=("N", "SEED"),
+                   help="score on N random free goals drawn with SEED instead of the fixed default goals")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     rows = []
@@ -69,7 +84,8 @@ def main(argv=None) -> int:
         for r in expand(ref):
             name = Path(r).name if Path(r).is_dir() else Path(r).parent.parent.name
             png = Path(args.png_dir) / f"world_energy_{name}.png" if args.png_dir else None
-            row = score(r, args.device, png=png if png and r == expand(ref)[-1] else None)
+            row = score(r, args.device, png=png if png and r == expand(ref)[-1] else None,
+                        goals=tuple(args.random_goals) if args.random_goals else None)
             rows.append(row)
             pr = " ".join(f"L{k}: ρ={row['spearman'][k]:+.3f} R²(x,y)={row['probe_r2'][k]['pos_x']:.2f},"
                           f"{row['probe_r2'][k]['pos_y']:.2f}" for k in range(row["depth"]))
