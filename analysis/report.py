@@ -137,11 +137,9 @@ def analyze_run(ref: str | Path, out_dir: str | Path, *, tracking_uri: str | Non
     from hjepa.api import load_run
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     with tracking_uri_env(tracking_uri):
         run = load_run(ref, device=device)
-        if os.environ.get("HJEPA_CACHE"):  # the stored cache path may be relative to another cwd
-            run.cfg.data.cache_dir = os.environ["HJEPA_CACHE"]
+        out_dir.mkdir(parents=True, exist_ok=True)  # only once the run is found
         run_id = _resolve_run_id(ref, run)
         info = None
         if run_id is not None:
@@ -231,8 +229,8 @@ def sweep_report(sweep_id: str, out_dir: str | Path, *, tracking_uri: str | None
     With ``log_to_mlflow`` the figures are uploaded to every run of the sweep under ``sweep_report/``.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     runs = mlflow_io.runs_in_sweep(sweep_id, tracking_uri)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once the sweep is found
     sweep_id = runs[0].sweep_id or sweep_id
     labels = mlflow_io.sweep_labels(runs)
     paths: dict[str, Path] = {}
@@ -267,8 +265,6 @@ def sweep_report(sweep_id: str, out_dir: str | Path, *, tracking_uri: str | None
                 except Exception as e:  # noqa: BLE001 — a run without checkpoint is left out of this figure
                     log.warning("sweep spectra: run %s skipped (%s)", r.run_id, e)
                     continue
-                if os.environ.get("HJEPA_CACHE"):
-                    run.cfg.data.cache_dir = os.environ["HJEPA_CACHE"]
                 _, out = forward_eval_batch(run, num_clips)
                 zs = [z.float().cpu().reshape(-1, z.shape[-1]) for z in out.z]
                 sp.append([eigenspectrum(z).numpy() for z in zs])
