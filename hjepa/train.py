@@ -618,10 +618,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         with dist.process_group():
             prefix = f"[rank {dist.rank()}] " if dist.is_distributed() else ""
             metrics = train(cfg)
-    except (ConfigError, DataValidationError, CheckpointError, TrainingError) as e:
+    except (ConfigError, DataValidationError, CheckpointError, TrainingError, dist.DistributedSetupError) as e:
         # user errors: a clear message and a non-zero exit, no traceback (Hydra would print one)
         print(f"hjepa-train: {prefix}error: {e}", file=sys.stderr, flush=True)
-        code = 2 if isinstance(e, (ConfigError, DataValidationError)) else getattr(e, "exit_code", 1)
+        code = 2 if isinstance(e, (ConfigError, DataValidationError, dist.DistributedSetupError)) else \
+            getattr(e, "exit_code", 1)
         sys.exit(code)
     except KeyboardInterrupt:
         print(f"hjepa-train: {prefix}aborted (Ctrl-C) without saving; earlier checkpoints are kept",
