@@ -42,6 +42,7 @@ from .config import ConfigError, register_configs, validate_config
 from .data import DataBundle, DataValidationError, build_data
 from .evaluation import evaluate
 from .models import HJEPA, build_hjepa, momentum_schedule
+from .sweeps import sweep_id
 from .tracking import Tracker, flatten
 
 __all__ = ["Trainer", "TrainingError", "TrainingInterrupted", "train", "main", "lr_lambda", "seed_everything",
@@ -586,7 +587,7 @@ def _hydra_tags() -> dict[str, str]:
         return {}
     tags = {"hjepa.overrides": " ".join(hc.overrides.task) or "(none)", "hjepa.output_dir": hc.runtime.output_dir}
     if str(hc.mode) == "RunMode.MULTIRUN":
-        tags["hjepa.sweep_id"] = os.environ.get("HJEPA_SWEEP_ID") or str(Path(hc.sweep.dir).as_posix())
+        tags["hjepa.sweep_id"] = sweep_id(hc.sweep.dir)
         tags["hjepa.job_num"] = str(hc.job.num)
     return tags
 
