@@ -28,7 +28,7 @@ from . import mlflow_io, plots
 from .energy import (Landscape, energy_landscape, energy_summary, forward_eval_batch, interpolation_energies,
                      pair_energies)
 
-__all__ = ["RunAnalysis", "analyze_run", "compare_runs", "sweep_report", "tracking_uri_env",
+__all__ = ["RunAnalysis", "analyze_run", "compare_runs", "sweep_report", "tracking_uri_env", "training_loss_history",
            "DEFAULT_SWEEP_METRICS"]
 
 log = logging.getLogger("analysis")
@@ -123,6 +123,15 @@ def training_histories(run_id: str, tracking_uri: str | None = None,
     return out
 
 
+def training_loss_history(info: mlflow_io.RunInfo, tracking_uri: str | None = None
+                          ) -> dict[str, tuple[list, list]]:
+    """``{"total": (steps, train/loss), "level k prediction": (steps, train/level{k}/pred_loss), …}``."""
+    keys = {"total": "train/loss"}
+    keys.update({f"level {k} prediction": f"train/level{k}/pred_loss" for k in range(info.depth)})
+    return {label: mlflow_io.metric_history(info.run_id, key, tracking_uri) for label, key in keys.items()
+            if key in info.metrics}
+
+
 def analyze_run(ref: str | Path, out_dir: str | Path, *, tracking_uri: str | None = None,
                 num_clips: int | None = None, log_to_mlflow: bool = True, device: str = "cpu",
                 resolution: int = 41, seed: int = 0, label: str | None = None) -> RunAnalysis:
@@ -194,7 +203,8 @@ def analyze_run(ref: str | Path, out_dir: str | Path, *, tracking_uri: str | Non
         if info is not None:
             hist = training_histories(run_id, tracking_uri)
             res.pngs["training_curves"] = plots.save(plots.plot_training_curves(
-                hist, title=f"evaluation metrics over training — {head}"), out_dir / "training_curves.png")
+                hist, title=f"training loss and evaluation metrics — {head}",
+                train_loss=training_loss_history(info, tracking_uri)), out_dir / "training_curves.png")
         (out_dir / "summary.json").write_text(json.dumps(_finite(res.summary()), indent=2))
         if log_to_mlflow and info is not None:
             mlflow_io.log_artifacts(run_id, out_dir, "analysis", tracking_uri)
