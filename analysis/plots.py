@@ -36,7 +36,12 @@ def suptitle(fig: Figure, text: str, chars_per_inch: float = 9.5) -> None:
     import textwrap
 
     width = max(int(fig.get_figwidth() * chars_per_inch), 20)
-    fig.suptitle("\n".join(textwrap.wrap(text, width, break_on_hyphens=False)) or text)
+    if len(text) <= width:
+        fig.suptitle(text)
+        return
+    parts = text.split(" — ")  # "what — which run": the run on its own line(s)
+    lines = [line for part in parts for line in textwrap.wrap(part, width, break_on_hyphens=False)]
+    fig.suptitle("\n".join(lines) or text)
 
 
 def _line_style(i: int) -> dict:
@@ -62,6 +67,18 @@ def _normalised(spectrum) -> np.ndarray:
     return s / total if total > 0 else s
 
 
+def _same_as_earlier(series: Mapping[str, Sequence], label: str, k: int) -> str | None:
+    """The first earlier label whose level-k values equal ``label``'s (e.g. the stop-gradient target
+    of a SIGReg level is the online encoder itself), so the legend can say why only one line shows."""
+    mine = np.asarray(series[label][k])
+    for other, per_level in series.items():
+        if other == label:
+            return None
+        if k < len(per_level) and np.asarray(per_level[k]).shape == mine.shape and np.allclose(per_level[k], mine):
+            return other
+    return None
+
+
 def plot_spectra(spectra: Mapping[str, Sequence], rankmes: Mapping[str, Sequence[float]] | None = None,
                  title: str = "", singular: Mapping[str, Sequence] | None = None, floor: float = 1e-14) -> Figure:
     """Spectra of the embeddings, one column per level, one line per label (a run, or online vs
@@ -82,11 +99,14 @@ def plot_spectra(spectra: Mapping[str, Sequence], rankmes: Mapping[str, Sequence
             if k >= len(per_level):
                 continue
             s = np.asarray(per_level[k], dtype=np.float64)
+            same = _same_as_earlier(spectra, label, k)
             top = s.max() if s.size else 1.0
             s = np.clip(s, max(top, 1e-300) * floor, None)
             lab = label
             if rankmes is not None and label in rankmes and k < len(rankmes[label]) and not singular:
                 lab = f"{label} (RankMe {rankmes[label][k]:.1f})"
+            if same:
+                lab = f"{lab} (identical to {same})"
             ax.semilogy(np.arange(1, s.size + 1), s, color=COLORS[i % len(COLORS)], label=lab, **_line_style(i))
         ax.set_xlabel("index i")
         ax.set_ylabel("covariance eigenvalue λ_i  (log)")
@@ -105,6 +125,9 @@ def plot_spectra(spectra: Mapping[str, Sequence], rankmes: Mapping[str, Sequence
             lab = label
             if rankmes is not None and label in rankmes and k < len(rankmes[label]):
                 lab = f"{label}: RankMe {rankmes[label][k]:.1f}"
+            same = _same_as_earlier(singular, label, k)
+            if same:
+                lab = f"{lab} (identical to {same})"
             ax.semilogy(np.arange(1, p.size + 1), p, color=COLORS[i % len(COLORS)], label=lab, **_line_style(i))
         ax.axhline(1.0 / dim, ls="--", color="0.5", lw=1, label=f"isotropic 1/{dim}")
         ax.set_xlabel("index i")
@@ -244,6 +267,7 @@ def plot_interpolation(paths: Sequence[tuple[np.ndarray, np.ndarray]], title: st
         ax.plot(alphas, e.mean(1), color=COLORS[1], lw=1, ls="--", label="mean")
         ax.set_xlabel("α   (0 = true target, 1 = incompatible target)")
         ax.set_ylabel("energy")
+        ax.set_ylim(bottom=min(0.0, float(np.nanmin(q10))))  # energies are distances: zero in view
         ax.set_title(f"level {k}: E(α=1)/E(α=0) = {e[-1].mean() / max(e[0].mean(), 1e-30):.2f}")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
@@ -289,6 +313,7 @@ def plot_training_curves(histories: Mapping[str, Mapping[int, tuple[Sequence[int
                     label=label)
         if np.all(allv[np.isfinite(allv)] > 0):
             ax.set_yscale("log")
+        ax.set_xlim(left=0)
         ax.set_xlabel("training step")
         ax.set_title("training loss (every logging step)", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
@@ -301,6 +326,7 @@ def plot_training_curves(histories: Mapping[str, Mapping[int, tuple[Sequence[int
             ax.plot(steps, vals, "-o", ms=3, color=COLORS[k % len(COLORS)], label=f"level {k}")
             everything += list(vals)
         _eval_ylim(ax, name, everything)
+        ax.set_xlim(left=0)  # the same step axis as the loss panel
         ax.set_xlabel("training step")
         ax.set_title(f"eval: {name}", fontsize=10)
         ax.grid(True, alpha=0.3)

@@ -125,8 +125,8 @@ def training_histories(run_id: str, tracking_uri: str | None = None,
 
 def training_loss_history(info: mlflow_io.RunInfo, tracking_uri: str | None = None
                           ) -> dict[str, tuple[list, list]]:
-    """``{"total": (steps, train/loss), "level k prediction": (steps, train/level{k}/pred_loss), …}``."""
-    keys = {"total": "train/loss"}
+    """``{"total (with regulariser)": (steps, train/loss), "level k prediction": (steps, train/level{k}/pred_loss), …}``."""
+    keys = {"total (with regulariser)": "train/loss"}
     keys.update({f"level {k} prediction": f"train/level{k}/pred_loss" for k in range(info.depth)})
     return {label: mlflow_io.metric_history(info.run_id, key, tracking_uri) for label, key in keys.items()
             if key in info.metrics}

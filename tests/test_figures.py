@@ -62,3 +62,10 @@ def test_sweep_legend_is_outside_every_panel():
     for ax in fig.axes:
         assert not legend.overlaps(ax.get_window_extent(r))
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["model.depth=1", "model.depth=2", "model.depth=3"]
+
+
+def test_identical_series_say_so_in_the_legend():
+    s = [np.geomspace(1, 1e-3, 8)]
+    fig = plots.plot_spectra({"online z": s, "target z̄": s, "other": [s[0] * 2]})
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["online z", "target z̄ (identical to online z)", "other"]
