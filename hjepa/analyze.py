@@ -8,7 +8,7 @@ Examples::
     hjepa-analyze sweep=multirun/2026-11-25/13-00-00   # one figure per metric comparing the sweep's runs
     hjepa-analyze sweep=latest --tracking-uri sqlite:///mlflow.db
 
-``key=value`` tokens (as in DESIGN.md) are the same as ``--key value``.
+``key=value`` tokens (as in docs/design.md) are the same as ``--key value``.
 """
 
 from __future__ import annotations
