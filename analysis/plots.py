@@ -275,7 +275,7 @@ def plot_interpolation(paths: Sequence[tuple[np.ndarray, np.ndarray]], title: st
     return fig
 
 
-def _eval_ylim(ax, name: str, values: Sequence[float]) -> None:
+def _eval_ylim(ax, name: str, values: Sequence[float], zero_line: bool = True) -> None:
     """Zero always in view (and 1 for a probe R²): a change is seen against the size of the metric,
     not blown up by auto-zoom to the range of three evaluation points."""
     vals = np.asarray([v for v in values if np.isfinite(v)], dtype=np.float64)
@@ -286,7 +286,8 @@ def _eval_ylim(ax, name: str, values: Sequence[float]) -> None:
         hi = max(hi, 1.0)
     pad = 0.06 * ((hi - lo) or 1.0)
     ax.set_ylim(lo - pad, hi + pad)
-    ax.axhline(0.0, color="0.55", lw=0.8, zorder=1)
+    if zero_line:
+        ax.axhline(0.0, color="0.55", lw=0.8, zorder=1)
 
 
 def plot_training_curves(histories: Mapping[str, Mapping[int, tuple[Sequence[int], Sequence[float]]]],
@@ -359,7 +360,7 @@ def plot_sweep_metric(metric: str, series: Sequence[Mapping], labels: Sequence[s
                 ax.plot(hist[0], hist[1], "-o", ms=2.5, color=COLORS[r % len(COLORS)], label=labels[r])
                 finals[r, k] = hist[1][-1]
                 shown += list(hist[1])
-            _eval_ylim(ax, metric, shown)
+            _eval_ylim(ax, metric, shown, zero_line=False)  # ax.get_lines(): the runs only
             ax.set_title(f"{metric}{'/' + row if row else ''} · level {k}", fontsize=9)
             ax.set_xlabel("training step")
             ax.grid(True, alpha=0.3)
