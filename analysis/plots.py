@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 __all__ = ["save", "plot_spectra", "plot_energy_histograms", "plot_landscapes", "plot_interpolation",
            "plot_training_curves", "plot_sweep_metric", "plot_sweep_spectra", "new_figure"]
@@ -112,7 +112,7 @@ def plot_spectra(spectra: Mapping[str, Sequence], rankmes: Mapping[str, Sequence
         ax.set_ylabel("covariance eigenvalue λ_i  (log)")
         ax.set_title(f"level {k}: eigenspectrum", fontsize=10)
         ax.grid(True, which="both", alpha=0.25)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="best")
         if not singular:
             continue
         ax = axes[1, k]
@@ -134,7 +134,7 @@ def plot_spectra(spectra: Mapping[str, Sequence], rankmes: Mapping[str, Sequence
         ax.set_ylabel("σ_i / Σσ  (log)")
         ax.set_title(f"level {k}: normalised singular values (RankMe)", fontsize=10)
         ax.grid(True, which="both", alpha=0.25)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="best")
     suptitle(fig, title or "spectra of the latents")
     return fig
 
@@ -165,6 +165,14 @@ def plot_energy_histograms(energies: Mapping[str, Sequence[Mapping[str, np.ndarr
             ax.hist(np.clip(t, lo, None), edges, alpha=0.6, color=COLORS[0], label=f"true  (mean {t.mean():.3g})")
             ax.hist(np.clip(s, lo, None), edges, alpha=0.6, color=COLORS[1], label=f"shuffled (mean {s.mean():.3g})")
             ax.set_xscale("log")
+            # labelled ticks at 1, 2, 5 × 10^k (only 10^k over more than two decades), so a narrow range
+            # (e.g. a collapsed run's energies) still has numbers and a wide one does not crowd
+            span = edges[-1] / edges[0]
+            if span > 10:
+                ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if span > 100 else (1.0, 2.0, 5.0)))
+            else:  # under a decade: a few evenly spaced values
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("energy D(ẑ, z̄)  (log)")
             ax.set_ylabel(f"{label}\npairs" if label and k == 0 else "pairs", fontsize=9)
@@ -183,7 +191,7 @@ def _relative(ls) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def _draw_landscape(ax, ls, norm, levels: np.ndarray, prefix: str = ""):
-    """One landscape, coloured by ``E / E(true pair)`` on the shared log scale ``norm``;
+    """One landscape (``prefix``: a line naming the run, when several are compared), coloured by ``E / E(true pair)`` on the shared log scale ``norm``;
     incompatible targets are drawn at their projection onto the slice but coloured by their
     energy in the full latent space (a dot brighter than the contour under it lies off the slice,
     at higher energy)."""
@@ -245,7 +253,7 @@ def plot_landscapes(landscapes, title: str = "", levels: int = 24) -> Figure:
             if i >= len(lss):
                 axes[r, i].set_axis_off()
                 continue
-            cs = _draw_landscape(axes[r, i], lss[i], norm, bounds, prefix=f"{label} · " if label else "")
+            cs = _draw_landscape(axes[r, i], lss[i], norm, bounds, prefix=f"{label}\n" if label else "")
     if cs is not None:
         fig.colorbar(cs, ax=axes.ravel().tolist(), shrink=0.6, label="E / E(true pair)   (log, shared)",
                      format="%.3g")

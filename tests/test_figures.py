@@ -69,3 +69,13 @@ def test_identical_series_say_so_in_the_legend():
     fig = plots.plot_spectra({"online z": s, "target z̄": s, "other": [s[0] * 2]})
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["online z", "target z̄ (identical to online z)", "other"]
+
+
+def test_narrow_energy_ranges_keep_their_tick_labels():
+    rng = np.random.default_rng(0)
+    narrow = [{"true": 0.14 + 0.001 * rng.random(50), "shuffled": 0.14 + 0.001 * rng.random(50)}]
+    fig = plots.plot_energy_histograms({"none": narrow})
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels(minor=True) + ax.get_xticklabels() if t.get_text()]
+    assert labels  # a collapsed run's energies still have numbers on their axis
