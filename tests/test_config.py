@@ -60,6 +60,7 @@ def test_cli_rejects_bad_config_without_traceback(tmp_path, args, fragment):
     (["model.latent_dim=???"], "model.latent_dim"),
     (["optim.lr=???"], "optim.lr"),
     (["train.steps=???", "regularizer.weight=???"], "regularizer.weight"),  # the first, sorted; both named
+    (["~data"], "data"),  # a whole group removed
 ])
 def test_missing_mandatory_values_are_config_errors(overrides, key):
     with pytest.raises(ConfigError) as e:
@@ -68,6 +69,8 @@ def test_missing_mandatory_values_are_config_errors(overrides, key):
     assert str(e.value).startswith(f"invalid config: {key}='???' — a value is required")
     if len(overrides) == 2:
         assert "also missing: train.steps" in str(e.value)
+    if key == "data":
+        assert "e.g. data=rooms|multiscale|npz" in str(e.value)
 
 
 def test_cli_missing_data_path_is_one_clear_line(tmp_path):
