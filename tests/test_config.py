@@ -95,3 +95,10 @@ def test_analyze_reports_a_stored_config_with_a_missing_value(tmp_path, capsys):
     assert analyze_main([f"run={tmp_path / 'run'}", "--no-log"]) == 2
     assert capsys.readouterr().err.strip().startswith(
         "hjepa-analyze: error: invalid config: data.path='???' — a value is required")
+
+
+def test_npz_clip_len_is_checked_against_the_file_not_data_episode_len():
+    cfg = compose(["data=npz", "data.path=episodes.npz", "data.clip_len=80"])  # data.episode_len (64) plays no role
+    assert cfg.data.clip_len == 80
+    with pytest.raises(ConfigError, match="data.episode_len"):
+        compose(["data.clip_len=80"])  # a generated env: episodes must hold a clip
