@@ -28,7 +28,7 @@ from . import mlflow_io, plots
 from .energy import (Landscape, energy_landscape, energy_summary, forward_eval_batch, interpolation_energies,
                      pair_energies)
 
-__all__ = ["RunAnalysis", "analyze_run", "compare_runs", "sweep_report", "tracking_uri_env",
+__all__ = ["RunAnalysis", "analyze_run", "compare_runs", "sweep_report", "tracking_uri_env", "training_loss_history",
            "DEFAULT_SWEEP_METRICS"]
 
 log = logging.getLogger("analysis")
@@ -125,6 +125,15 @@ def training_histories(run_id: str, tracking_uri: str | None = None,
     return out
 
 
+def training_loss_history(info: mlflow_io.RunInfo, tracking_uri: str | None = None
+                          ) -> dict[str, tuple[list, list]]:
+    """``{"total (with regulariser)": (steps, train/loss), "level k prediction": (steps, train/level{k}/pred_loss), …}``."""
+    keys = {"total (with regulariser)": "train/loss"}
+    keys.update({f"level {k} prediction": f"train/level{k}/pred_loss" for k in range(info.depth)})
+    return {label: mlflow_io.metric_history(info.run_id, key, tracking_uri) for label, key in keys.items()
+            if key in info.metrics}
+
+
 def analyze_run(ref: str | Path, out_dir: str | Path, *, tracking_uri: str | None = None,
                 num_clips: int | None = None, log_to_mlflow: bool = True, device: str = "cpu",
                 resolution: int = 41, seed: int = 0, label: str | None = None) -> RunAnalysis:
@@ -139,11 +148,9 @@ def analyze_run(ref: str | Path, out_dir: str | Path, *, tracking_uri: str | Non
     from hjepa.api import load_run
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     with tracking_uri_env(tracking_uri):
         run = load_run(ref, device=device)
-        if os.environ.get("HJEPA_CACHE"):  # the stored cache path may be relative to another cwd
-            run.cfg.data.cache_dir = os.environ["HJEPA_CACHE"]
+        out_dir.mkdir(parents=True, exist_ok=True)  # only once the run is found
         run_id = _resolve_run_id(ref, run)
         info = None
         if run_id is not None:
@@ -200,7 +207,8 @@ def analyze_run(ref: str | Path, out_dir: str | Path, *, tracking_uri: str | Non
         if info is not None:
             hist = training_histories(run_id, tracking_uri)
             res.pngs["training_curves"] = plots.save(plots.plot_training_curves(
-                hist, title=f"evaluation metrics over training — {head}"), out_dir / "training_curves.png")
+                hist, title=f"training loss and evaluation metrics — {head}",
+                train_loss=training_loss_history(info, tracking_uri)), out_dir / "training_curves.png")
         (out_dir / "summary.json").write_text(json.dumps(_finite(res.summary()), indent=2))
         if log_to_mlflow and info is not None:
             mlflow_io.log_artifacts(run_id, out_dir, "analysis", tracking_uri)
@@ -254,8 +262,8 @@ def sweep_report(sweep_id: str, out_dir: str | Path, *, tracking_uri: str | None
     With ``log_to_mlflow`` the figures are uploaded to every run of the sweep under ``sweep_report/``.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     runs = mlflow_io.runs_in_sweep(sweep_id, tracking_uri)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once the sweep is found
     sweep_id = runs[0].sweep_id or sweep_id
     labels = mlflow_io.sweep_labels(runs)
     paths: dict[str, Path] = {}
@@ -290,8 +298,6 @@ def sweep_report(sweep_id: str, out_dir: str | Path, *, tracking_uri: str | None
                 except Exception as e:  # noqa: BLE001 — a run without checkpoint is left out of this figure
                     log.warning("sweep spectra: run %s skipped (%s)", r.run_id, e)
                     continue
-                if os.environ.get("HJEPA_CACHE"):
-                    run.cfg.data.cache_dir = os.environ["HJEPA_CACHE"]
                 _, out = forward_eval_batch(run, num_clips)
                 zs = [z.float().cpu().reshape(-1, z.shape[-1]) for z in out.z]
                 sp.append([eigenspectrum(z).numpy() for z in zs])

@@ -14,10 +14,12 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from .paths import cache_root
+
 __all__ = [
     "DataConfig", "RoomsDataConfig", "MultiscaleDataConfig", "NpzDataConfig",
     "ModelConfig", "RegularizerConfig", "OptimConfig", "TrainConfig", "EvalConfig",
-    "TrackingConfig", "Config", "ConfigError", "register_configs", "validate_config",
+    "TrackingConfig", "Config", "ConfigError", "register_configs", "validate_config", "check_no_missing_values",
     "level_strides", "min_clip_len", "level_regularizers", "ENCODERS", "TOPDOWN_MODES",
     "PRED_LOSSES", "SUMMARIZERS", "TARGET_MODES", "TARGET_NORMS",
 ]
@@ -48,7 +50,7 @@ class DataConfig:
     num_eval_episodes: int = 64
     batch_size: int = 16  # clips per step (global batch under DDP)
     seed: int = 0  # generation seed (independent of the training seed)
-    cache_dir: str = "${oc.env:HJEPA_CACHE,.cache/hjepa}"
+    cache_dir: str = "${hjepa.cache_dir:}"  # $HJEPA_CACHE, else $XDG_CACHE_HOME/hjepa, else ~/.cache/hjepa
     image_size: int = 32
 
 
@@ -188,7 +190,16 @@ class Config:
     out_dir: str = "."  # checkpoints go to <out_dir>/checkpoints; Hydra sets cwd per job
 
 
+def register_resolvers() -> None:
+    """``${hjepa.cache_dir:}``: the per-user cache root (``hjepa.paths.cache_root``), read when resolved."""
+    OmegaConf.register_new_resolver("hjepa.cache_dir", lambda: str(cache_root()), replace=True)
+
+
+register_resolvers()
+
+
 def register_configs() -> None:
+    register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="hjepa_schema", node=Config)
     cs.store(group="data", name="rooms", node=RoomsDataConfig)
@@ -219,10 +230,24 @@ def level_regularizers(reg: RegularizerConfig | DictConfig, depth: int) -> list[
     return list(reg.per_level) if reg.per_level is not None else [reg.name] * depth
 
 
+def check_no_missing_values(cfg: Config | DictConfig) -> None:
+    """A ``ConfigError`` naming the first mandatory key (``???``) left without a value, in any group."""
+    if not isinstance(cfg, DictConfig):
+        return
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        example = {"data.path": "data.path=my_episodes.npz (see docs/data.md)", "data": "data=rooms|multiscale|npz",
+                   "model": "model=default|flat", "regularizer": "regularizer=sigreg|ema|vicreg|none",
+                   "optim": "optim=adamw"}.get(missing[0], f"{missing[0]}=...")
+        also = f" (also missing: {', '.join(missing[1:])})" if len(missing) > 1 else ""
+        raise ConfigError(missing[0], "???", f"a value is required: set it on the command line, e.g. {example}{also}")
+
+
 def validate_config(cfg: Config | DictConfig) -> None:
     """Reject invalid values at start-up with the offending key and the allowed values."""
     from .regularizers import REGULARIZERS
 
+    check_no_missing_values(cfg)
     m, r, o, d, t = cfg.model, cfg.regularizer, cfg.optim, cfg.data, cfg.train
     if m.depth < 1:
         raise ConfigError("model.depth", m.depth, "must be an integer >= 1 (1 = flat JEPA)")
@@ -237,7 +262,7 @@ def validate_config(cfg: Config | DictConfig) -> None:
         raise ConfigError("data.clip_len", d.clip_len,
                           f"too short for strides {level_strides(m)[1:]}: the minimum length is {need} "
                           f"(2 steps at the top level); raise data.clip_len or lower model.depth/strides")
-    if d.episode_len < d.clip_len:
+    if d.name != "npz" and d.episode_len < d.clip_len:  # npz: the file's own length is checked on load
         raise ConfigError("data.episode_len", d.episode_len, f"must be >= data.clip_len={d.clip_len}")
     for key, val, allowed in (("model.encoder", m.encoder, ENCODERS), ("model.topdown", m.topdown, TOPDOWN_MODES),
                               ("model.pred_loss", m.pred_loss, PRED_LOSSES),

@@ -42,6 +42,7 @@ from .config import ConfigError, register_configs, validate_config
 from .data import DataBundle, DataValidationError, build_data
 from .evaluation import evaluate
 from .models import HJEPA, build_hjepa, momentum_schedule
+from .sweeps import sweep_id
 from .tracking import Tracker, flatten
 
 __all__ = ["Trainer", "TrainingError", "TrainingInterrupted", "train", "main", "lr_lambda", "seed_everything",
@@ -588,7 +589,7 @@ def _hydra_tags() -> dict[str, str]:
         return {}
     tags = {"hjepa.overrides": " ".join(hc.overrides.task) or "(none)", "hjepa.output_dir": hc.runtime.output_dir}
     if str(hc.mode) == "RunMode.MULTIRUN":
-        tags["hjepa.sweep_id"] = os.environ.get("HJEPA_SWEEP_ID") or str(Path(hc.sweep.dir).as_posix())
+        tags["hjepa.sweep_id"] = sweep_id(hc.sweep.dir)
         tags["hjepa.job_num"] = str(hc.job.num)
     return tags
 
@@ -620,10 +621,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         with dist.process_group():
             prefix = f"[rank {dist.rank()}] " if dist.is_distributed() else ""
             metrics = train(cfg)
-    except (ConfigError, DataValidationError, CheckpointError, TrainingError) as e:
+    except (ConfigError, DataValidationError, CheckpointError, TrainingError, dist.DistributedSetupError) as e:
         # user errors: a clear message and a non-zero exit, no traceback (Hydra would print one)
         print(f"hjepa-train: {prefix}error: {e}", file=sys.stderr, flush=True)
-        code = 2 if isinstance(e, (ConfigError, DataValidationError)) else getattr(e, "exit_code", 1)
+        code = 2 if isinstance(e, (ConfigError, DataValidationError, dist.DistributedSetupError)) else \
+            getattr(e, "exit_code", 1)
         sys.exit(code)
     except KeyboardInterrupt:
         print(f"hjepa-train: {prefix}aborted (Ctrl-C) without saving; earlier checkpoints are kept",

@@ -134,7 +134,9 @@ class ClipDataset(Dataset):
 
     def __init__(self, traj: Trajectories, clip_len: int, stride: int = 1):
         if traj.episode_len < clip_len:
-            raise DataValidationError(f"episodes have {traj.episode_len} steps, fewer than data.clip_len={clip_len}")
+            raise DataValidationError(f"episodes have {traj.episode_len} steps, fewer than data.clip_len={clip_len}: "
+                                      "lower data.clip_len (the model needs 2 steps at its top level) or use longer "
+                                      "episodes")
         self.traj, self.clip_len = traj, clip_len
         self.obs = torch.from_numpy(np.ascontiguousarray(traj.obs))
         self.actions = torch.from_numpy(np.ascontiguousarray(traj.actions))

@@ -104,8 +104,10 @@ def build_frame_encoder(name: str, obs_shape: tuple[int, ...], dim: int, width: 
     if name not in FRAME_ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; choose one of {sorted(FRAME_ENCODERS)}")
     if name in ("conv", "vit") and len(obs_shape) != 3:
-        raise ValueError(f"encoder {name!r} needs image observations (C, H, W), got per-step shape {obs_shape}; "
-                         "use model.encoder=mlp for vector data")
+        from ..config import ConfigError  # a user error: the CLI prints it as one line
+
+        raise ConfigError("model.encoder", name, f"needs image observations (C, H, W), but the data's per-step shape "
+                          f"is {tuple(obs_shape)}: use model.encoder=mlp for vector data")
     if name == "vit":
         return ViTEncoder(obs_shape, dim, width=max(width, 64), patch_size=patch_size, layers=vit_layers,
                           heads=heads, backend=backend)

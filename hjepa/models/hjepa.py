@@ -44,7 +44,7 @@ class LossOutput:
 class HJEPA(nn.Module):
     """N stacked levels. Depth 1 is a flat action-conditioned JEPA.
 
-    Data flow (see DESIGN.md §2): bottom-up encoders level 0 → N−1, then predictors top-down
+    Data flow (see docs/design.md §2): bottom-up encoders level 0 → N−1, then predictors top-down
     N−1 → 0 so each level can be conditioned on the level above.
     """
 
