@@ -7,7 +7,7 @@ from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from ..config import ConfigError, TrackingConfig
+from ..config import ConfigError, TrackingConfig, check_no_missing_values
 
 __all__ = ["PlannerConfig", "PlanEvalConfig", "PlanEnvConfig", "PlanConfig", "register_plan_configs",
            "validate_plan_config"]
@@ -82,6 +82,7 @@ def validate_plan_config(cfg) -> None:
     from .optimizers import OPTIMIZERS
     from .planners import PLANNERS
 
+    check_no_missing_values(cfg)
     p, e = cfg.planner, cfg.eval
     for key, val, allowed in (("planner.name", p.name, tuple(PLANNERS)), ("planner.optimizer", p.optimizer, tuple(OPTIMIZERS)),
                               ("planner.cost", p.cost, ("terminal", "sum")), ("planner.macro", p.macro, ("held", "latent")),
