@@ -157,6 +157,8 @@ def stored_config(yaml_text: str) -> DictConfig:
     from .config import ModelConfig, RegularizerConfig
 
     cfg = OmegaConf.create(yaml_text)
+    if "model" in cfg and "macro_action_norm" not in cfg.model:
+        cfg.model.macro_action_norm = "layer"  # written before the option existed: the old macro-action encoder
     for key, schema in (("model", ModelConfig), ("regularizer", RegularizerConfig)):
         if key in cfg:
             merged = OmegaConf.merge(OmegaConf.structured(schema), cfg[key])

@@ -101,6 +101,8 @@ class ModelConfig:
     pred_layers: int = 2
     pred_heads: int = 4
     action_dim_k: int = 16  # macro-action width at levels >= 1
+    macro_action_norm: str = "none"  # none | layer: LayerNorm over each window of lower actions (hjepa <= 0.1; it
+    #                                   erases the direction of a held 2-D action, so it is off by default)
     summarizer: str = "latents"  # levels >= 1 summarise lower latents, or re-encode raw frames
     topdown: str = "last"  # last | pred | none: what the level above passes down
     topdown_detach: bool = True  # no gradient from level k-1's loss into level k through context
@@ -268,6 +270,7 @@ def validate_config(cfg: Config | DictConfig) -> None:
                               ("model.pred_loss", m.pred_loss, PRED_LOSSES),
                               ("model.summarizer", m.summarizer, SUMMARIZERS),
                               ("model.encoder_norm", m.encoder_norm, ("none", "group")),
+                              ("model.macro_action_norm", m.macro_action_norm, ("none", "layer")),
                               ("model.target_norm", m.target_norm, TARGET_NORMS),
                               ("model.encoder_out_norm", m.encoder_out_norm or "none", ("none", "batch")),
                               ("model.attention_backend", m.attention_backend, ("auto", "sdpa", "xformers"))):

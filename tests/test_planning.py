@@ -290,3 +290,17 @@ def test_held_goal_frame_equals_a_real_clip_resting_at_the_goal(model_d2, maze):
     arriving = np.stack([env.render(goal + np.array([[-0.1 * (t - 1 - i), 0.0]]))[0] for i in range(t)])
     arr = encode_clip_end(model_d2, torch.from_numpy(arriving[None]).float() / 255, torch.zeros(1, t, 2))
     assert not torch.allclose(arr[1], held[1])
+
+
+def test_macro_actions_keep_the_direction_of_a_held_action(model_d2):
+    """A 2-D action held for a window must give distinct macro-actions for distinct directions (the
+    LayerNorm of hjepa 0.1's macro-action encoder mapped (1, 0), (0, -1) and (0.7, -0.7) to one vector)."""
+    dirs = torch.tensor([[1.0, 0.0], [0.0, -1.0], [0.7, -0.7], [-1.0, 0.0]])
+    prim = dirs[:, None].repeat(1, 2 * model_d2.strides[1], 1)
+    mac = future_macro_actions(model_d2, 1, prim)[:, 0]  # (4, A_1)
+    gaps = torch.cdist(mac, mac)[torch.triu_indices(4, 4, 1).unbind()]
+    assert gaps.min() > 1e-2
+    legacy = hjepa.build_model(hjepa.compose(["model.depth=2", "model.macro_action_norm=layer"]),
+                               obs_shape=(3, 32, 32), action_dim=2).eval()
+    old = future_macro_actions(legacy, 1, prim)[:, 0]
+    torch.testing.assert_close(old[0], old[1])  # the erased direction, kept loadable for old checkpoints

@@ -124,11 +124,14 @@ class WindowEncoder(nn.Module):
     macro-actions.
     """
 
-    def __init__(self, window: int, dim_in: int, dim_out: int, hidden: int = 256):
+    def __init__(self, window: int, dim_in: int, dim_out: int, hidden: int = 256, input_norm: bool = True):
         super().__init__()
         self.window = window
-        self.net = nn.Sequential(nn.LayerNorm(window * dim_in), nn.Linear(window * dim_in, hidden), nn.GELU(),
-                                 nn.Linear(hidden, dim_out))
+        # LayerNorm over a flattened window suits latents, but it erases what a window of low-dimensional
+        # actions says: a 2-D action held for the window, (ax, ay, ax, ay, …), normalises to the same
+        # vector for every action with the same sign of ax − ay. Macro-action encoders use input_norm=False.
+        norm = nn.LayerNorm(window * dim_in) if input_norm else nn.Identity()
+        self.net = nn.Sequential(norm, nn.Linear(window * dim_in, hidden), nn.GELU(), nn.Linear(hidden, dim_out))
 
     def forward(self, x: Tensor) -> Tensor:
         n = x.shape[1] // self.window

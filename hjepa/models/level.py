@@ -105,7 +105,8 @@ class Level(nn.Module):
             window = span if self.uses_frames else stride
             self.encoder = (nn.Sequential(frame_encoder(), WindowEncoder(window, d, d)) if self.uses_frames
                             else WindowEncoder(window, d, d))
-            self.action_encoder = WindowEncoder(stride, action_dim_in, action_dim)
+            self.action_encoder = WindowEncoder(stride, action_dim_in, action_dim,
+                                                input_norm=m.macro_action_norm == "layer")
         if out_norm == "batch":
             self.encoder = nn.Sequential(self.encoder, BatchStandardize(d))
         elif out_norm != "none":
