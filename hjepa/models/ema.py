@@ -19,7 +19,8 @@ class EMATarget(nn.Module):
         self.module.requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, online: nn.Module, momentum: float) -> None:
+    def update(self, online: nn.Module, momentum: float | torch.Tensor) -> None:
+        """``momentum`` a number, or a 0-d tensor on the weights' device (no host read)."""
         tgt = list(self.module.parameters())
         src = list(online.parameters())
         if len(tgt) != len(src):
