@@ -68,7 +68,8 @@ class TrainStep:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, device: torch.device,
                  forward_model: nn.Module | None = None, precision: str = "fp32", compile: bool = False,
                  compile_mode: str = "default", grad_clip: float = 1.0, defer_checks: bool | None = None,
-                 all_finite: Callable[[Tensor], bool] | None = None, channels_last: bool = False):
+                 all_finite: Callable[[Tensor], bool] | None = None, channels_last: bool = False,
+                 compile_backend: str = "inductor"):
         if channels_last:
             set_channels_last(model)
         self.model, self.optimizer, self.device = model, optimizer, torch.device(device)
@@ -80,7 +81,9 @@ class TrainStep:
         if compile_mode not in COMPILE_MODES:
             raise ValueError(f"unknown compile mode {compile_mode!r}; choose one of {', '.join(COMPILE_MODES)}")
         self.cudagraphs = compile and compile_mode == "reduce-overhead"
-        self.loss_fn = torch.compile(self._forward_losses, mode=compile_mode) if compile else self._forward_losses
+        opts = {"mode": compile_mode} if compile_backend == "inductor" else {}
+        self.loss_fn = (torch.compile(self._forward_losses, backend=compile_backend, **opts) if compile
+                        else self._forward_losses)
         self.skipped_total = torch.zeros((), device=self.device)  # deferred checks: steps skipped so far
         self.skipped_streak = torch.zeros((), device=self.device)  # ... and in a row up to the last step
 
@@ -112,7 +115,7 @@ class TrainStep:
         if self.defer_checks:
             bad = (~(torch.isfinite(total) & torch.isfinite(gnorm))).float()
             self._use_fused_skip()
-            self.optimizer.found_inf = bad.reshape(1)
+            self.optimizer.found_inf = bad
             self.optimizer.step()
             self.skipped_total.add_(bad)
             self.skipped_streak.add_(1).mul_(bad)
