@@ -30,7 +30,7 @@ timeout "${THROUGHPUT_TIMEOUT:-330}" "$PY" benchmarks/throughput.py --suite gpu 
   --json "$OUT_DIR/throughput.json" 2>&1 | tee "$OUT_DIR/throughput.log"
 
 # 2. the default job (rooms env, depth 2, 300 steps) end to end, data generation excluded (cached first)
-"$PY" -m hjepa.train tracking.enabled=false train.progress=false train.steps=1 hydra.run.dir=/tmp/hjepa-warm \
+timeout 60 "$PY" -m hjepa.train tracking.enabled=false train.progress=false train.steps=1 hydra.run.dir=/tmp/hjepa-warm \
   > /dev/null 2>&1
 start=$(date +%s.%N)
 timeout "${JOB_TIMEOUT:-120}" "$PY" -m hjepa.train tracking.enabled=false train.progress=false \
