@@ -27,8 +27,9 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HJEPA_CAC
 
 # 1. throughput suite (JSON rewritten after every case, so a timeout keeps what was measured)
 timeout "${THROUGHPUT_TIMEOUT:-330}" "$PY" benchmarks/throughput.py --suite gpu --reps "${REPS:-15}" --rounds 3 \
-  --json "$OUT_DIR/throughput.json" 2>&1 | tee "$OUT_DIR/throughput.log"
+  --json "$OUT_DIR/throughput.json" ${ONLY:+--only "$ONLY"} 2>&1 | tee "$OUT_DIR/throughput.log"
 
+[ -n "${SKIP_JOB:-}" ] && exit 0
 # 2. the default job (rooms env, depth 2, 300 steps) end to end, data generation excluded (cached first)
 timeout 60 "$PY" -m hjepa.train tracking.enabled=false train.progress=false train.steps=1 hydra.run.dir=/tmp/hjepa-warm \
   > /dev/null 2>&1
