@@ -27,12 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # an installed / PYTHONPATH hjepa comes first
 
-from hjepa.accel import TrainStep, build_adamw  # noqa: E402
 from hjepa.api import build_model, compose  # noqa: E402
+
+try:
+    from hjepa.accel import TrainStep, build_adamw
+except ImportError:  # an hjepa from before hjepa.accel: time its trainer's step, for before/after figures
+    TrainStep = build_adamw = None
 
 BASE = ["tracking.enabled=false"]
 VIT_B = ["model.encoder=vit", "model.encoder_width=768", "model.vit_layers=12", "model.pred_heads=12",
@@ -140,6 +143,32 @@ class BareEncoderStep:
         return loss
 
 
+class LegacyStep:
+    """The training step of hjepa before ``hjepa.accel`` (foreach AdamW, host-side finite checks)."""
+
+    def __init__(self, model, cfg, device):
+        self.model, self.device, self.clip = model, device, cfg.optim.grad_clip
+        o = cfg.optim
+        self.opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=o.lr,
+                                     betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+    def _forward_losses(self, obs, act):
+        return (self.model.losses(self.model(obs, act)).total,)
+
+    def step(self, obs, act, momentum):
+        loss = self._forward_losses(obs, act)[0]
+        self.opt.zero_grad(set_to_none=True)
+        if not bool(torch.isfinite(loss)):
+            return None
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        if not bool(torch.isfinite(gnorm)):
+            return None
+        self.opt.step()
+        self.model.update_targets(momentum)
+        return loss
+
+
 def build_case(case: Case, device: torch.device):
     cfg = compose(BASE + case.overrides)
     c, s = 3, int(cfg.data.image_size)
@@ -151,6 +180,8 @@ def build_case(case: Case, device: torch.device):
         return BareEncoderStep(cfg, case.bare, device, case.precision, (c, s, s)), obs, act, cfg
     torch.manual_seed(0)
     model = build_model(cfg, obs_shape=(c, s, s), action_dim=2).to(device)
+    if TrainStep is None:
+        return LegacyStep(model, cfg, device), obs, act, cfg
     opt = build_adamw([p for p in model.parameters() if p.requires_grad], cfg.optim, device)
     step = TrainStep(model, opt, device=device, precision=case.precision, compile=case.compile,
                      compile_mode=case.compile_mode, grad_clip=cfg.optim.grad_clip, channels_last=case.channels_last)
