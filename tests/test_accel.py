@@ -136,3 +136,17 @@ def test_gpu_scale_preset_is_a_vit_b_depth3_batch128_64px_bf16_model():
     validate_config(cfg)
     assert (cfg.model.encoder, cfg.model.encoder_width, cfg.model.vit_layers, cfg.model.depth) == ("vit", 768, 12, 3)
     assert cfg.data.image_size == 64 and cfg.data.batch_size >= 128 and cfg.train.precision == "bf16"
+
+
+def test_sigreg_hand_written_backward_matches_autograd():
+    from hjepa.regularizers import _ECF
+
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(9, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.linspace(0, 3, 7, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: _ECF.apply(x, t), (h,))
+    ht = h.unsqueeze(-1) * t
+    ref = torch.autograd.grad((torch.cos(ht).mean(0) * 2 + torch.sin(ht).mean(0) * 3).sum(), h)[0]
+    re, im = _ECF.apply(h, t)
+    got = torch.autograd.grad((re * 2 + im * 3).sum(), h)[0]
+    torch.testing.assert_close(got, ref)
