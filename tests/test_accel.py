@@ -150,3 +150,14 @@ def test_sigreg_hand_written_backward_matches_autograd():
     re, im = _ECF.apply(h, t)
     got = torch.autograd.grad((re * 2 + im * 3).sum(), h)[0]
     torch.testing.assert_close(got, ref)
+
+
+def test_trainer_runs_its_steps_through_the_configured_train_step(tmp_path, tmp_tracking, tiny_overrides):
+    from hjepa.train import Trainer
+
+    cfg = compose([*tiny_overrides, "model.depth=1", "train.precision=bf16", "train.steps=3", "train.log_every=1",
+                   "train.eval_every=3", "tracking.enabled=false"], out_dir=str(tmp_path))
+    trainer = Trainer(cfg)
+    assert trainer.stepper.precision == "bf16" and trainer.stepper.defer_checks is False  # CPU: immediate checks
+    metrics = trainer.run()
+    assert trainer.step == 3 and torch.isfinite(torch.tensor(metrics["train/loss"]))
