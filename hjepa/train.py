@@ -57,7 +57,7 @@ FALLBACK_METRICS_FILE = "metrics_fallback.jsonl"  # metrics written here when ML
 _RESUME_FREE_KEYS = ("train.resume", "train.progress", "train.device", "train.threads", "train.log_every",
                      "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints", "train.max_nonfinite",
                      "train.collapse_stop", "out_dir", "tracking.", "model.init_from", "data.cache_dir",
-                     "model.attention_backend")
+                     "model.attention_backend", "train.data_on_device", "train.compile", "train.channels_last")
 
 
 class TrainingError(RuntimeError):
