@@ -162,6 +162,11 @@ class TrainConfig:
     progress: bool = True
     collapse_alarm_ratio: float = 0.2  # warn when RankMe < ratio · its first eval value
     collapse_stop: bool = False
+    precision: str = "fp32"  # fp32 | bf16 (autocast; losses, norms and optimizer state stay float32)
+    compile: bool = False  # torch.compile the forward + loss (backward compiled with it)
+    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs
+    channels_last: bool = False  # conv encoder in channels-last memory layout
+    data_on_device: str = "auto"  # auto | true | false: keep the training data on the device (auto: if it fits)
 
 
 @dataclass
@@ -321,6 +326,12 @@ def validate_config(cfg: Config | DictConfig) -> None:
         raise ConfigError("model.patch_size", m.patch_size, f"must divide data.image_size={d.image_size}")
     if d.name == "rooms" and d.layout not in ("open", "maze"):
         raise ConfigError("data.layout", d.layout, "allowed values: open, maze")
+    for key, val, allowed in (("train.precision", t.precision, ("fp32", "bf16")),
+                              ("train.compile_mode", t.compile_mode,
+                               ("default", "reduce-overhead", "max-autotune-no-cudagraphs")),
+                              ("train.data_on_device", str(t.data_on_device).lower(), ("auto", "true", "false"))):
+        if val not in allowed:
+            raise ConfigError(key, val, f"allowed values: {', '.join(allowed)}")
     if m.pred_dim % m.pred_heads:
         raise ConfigError("model.pred_heads", m.pred_heads, f"must divide model.pred_dim={m.pred_dim}")
 

@@ -3,6 +3,9 @@
 ``sdpa`` (torch's ``scaled_dot_product_attention``) is the default everywhere; ``xformers``'s
 memory-efficient attention is used when the backend is ``auto`` or ``xformers``, xformers is
 importable, and the tensors live on CUDA (xformers has no CPU kernels).
+
+The backend is resolved once, when the module is built (whether xformers can be used at all);
+``forward`` only reads the tensor's device, so ``torch.compile`` traces it without a graph break.
 """
 
 from __future__ import annotations
@@ -47,7 +50,11 @@ class SelfAttention(nn.Module):
         super().__init__()
         if dim % heads:
             raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
+        if backend not in ("auto", "sdpa", "xformers"):
+            raise ValueError(f"unknown attention backend {backend!r}; choose auto, sdpa or xformers")
         self.heads, self.backend = heads, backend
+        # resolved here, once: True when xformers may serve CUDA tensors (never looked up in forward)
+        self.xformers_on_cuda = backend != "sdpa" and xformers_available()
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
@@ -57,7 +64,9 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         if cache is not None:
             return self.proj(self._attend_cached(q, k, v, cache))
-        if resolve_backend(self.backend, x.device) == "xformers":
+        if self.backend == "xformers" and not (x.is_cuda and self.xformers_on_cuda):
+            resolve_backend(self.backend, x.device)  # raises the explanatory error
+        if self.xformers_on_cuda and x.is_cuda:
             import xformers.ops as xops
 
             q, k, v = (rearrange(t, "b l (h d) -> b l h d", h=self.heads) for t in (q, k, v))

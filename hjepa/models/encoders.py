@@ -52,8 +52,11 @@ class ConvEncoder(_PerStep):
         with torch.no_grad():
             flat = self.net(torch.zeros(1, c, h, w)).numel()
         self.head = nn.Linear(flat, dim)
+        self.channels_last = False  # set by hjepa.accel.set_channels_last (train.channels_last)
 
     def encode_frames(self, x: Tensor) -> Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.head(self.net(x).flatten(1))
 
 

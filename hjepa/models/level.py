@@ -16,7 +16,10 @@ __all__ = ["Level", "prediction_distance", "macro_action_windows", "topdown_cont
 
 
 def prediction_distance(pred: Tensor, target: Tensor, kind: str = "l2") -> Tensor:
-    """Per-step distance ``D(ẑ, z̄)`` averaged over the latent dimension: ``(..., D)`` → ``(...)``."""
+    """Per-step distance ``D(ẑ, z̄)`` averaged over the latent dimension: ``(..., D)`` → ``(...)``.
+
+    Computed in float32 whatever the inputs' precision (bf16 under autocast)."""
+    pred, target = pred.float(), target.float()
     if kind == "l2":
         return (pred - target).square().mean(-1)
     if kind == "l1":
