@@ -40,8 +40,8 @@ from .checkpoint import (CheckpointError, atomic_write_text, find_resumable, lat
                          load_checkpoint, quarantine, remove_stale_temp_files, rotate_checkpoints, save_checkpoint)
 from .config import ConfigError, register_configs, validate_config
 from .data import DataBundle, DataValidationError, build_data
-from .evaluation import evaluate
-from .models import HJEPA, build_hjepa, momentum_schedule
+from .models import momentum_schedule
+from .objectives import build_objective
 from .tracking import Tracker, flatten
 
 __all__ = ["Trainer", "TrainingError", "TrainingInterrupted", "train", "main", "lr_lambda", "seed_everything",
@@ -171,7 +171,7 @@ class _StopRequests:
 
 
 class Trainer:
-    """Trains an ``HJEPA`` from a resolved config.
+    """Trains the module of the configured objective (``objective=<name>``; default: an ``HJEPA``) from a resolved config.
 
     ``run()`` returns the final metrics (also logged to MLflow). The checkpoint directory is
     ``<out_dir>/checkpoints``.
@@ -194,7 +194,8 @@ class Trainer:
         self.device = dist.device(resolve_device(cfg.train.device))
         seed_everything(cfg.seed)
         self.data = data if data is not None else build_data(cfg)
-        self.model: HJEPA = build_hjepa(cfg.model, cfg.regularizer, self.data.obs_shape, self.data.action_dim)
+        self.objective = build_objective(cfg, self.data.obs_shape, self.data.action_dim)  # objective=<name>
+        self.model = self.objective.module
         self.model.to(self.device)
         self.ddp_model = dist.wrap(self.model, self.device)
         o = cfg.optim
@@ -340,10 +341,7 @@ class Trainer:
         if decision[1] is not None:
             self._load_resume(Path(decision[1]))
         elif self.cfg.model.init_from:
-            from .api import load_weights_into
-
-            self.init_from = load_weights_into(self.model, self.cfg.model.init_from, tracking_uri=self.tracker.uri,
-                                              model_cfg=self.cfg.model)
+            self.init_from = self.objective.load_weights(self.cfg.model.init_from, tracking_uri=self.tracker.uri)
             log.info("model weights initialised from %s", self.init_from)
         if self.cfg.train.resume and self._resume_run_id is None and self.is_main:
             self._resume_run_id = self._run_info().get("mlflow_run_id")  # killed before its first checkpoint
@@ -380,13 +378,12 @@ class Trainer:
         because the loss or gradient was non-finite (on any rank)."""
         cfg = self.cfg
         obs, act = batch["obs"].to(self.device, non_blocking=True), batch["actions"].to(self.device, non_blocking=True)
-        out = self.ddp_model(obs, act)
-        losses = self.model.losses(out)
+        total, level_logs = self.objective.step(self.ddp_model, obs, act)
         self.optimizer.zero_grad(set_to_none=True)
-        if not dist.all_finite(losses.total):
+        if not dist.all_finite(total):
             self._skip_schedule()
             return None
-        losses.total.backward()
+        total.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip if cfg.optim.grad_clip > 0
                                                else float("inf"))
         if not dist.all_finite(gnorm):
@@ -396,16 +393,10 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         m = momentum_schedule(self.step, cfg.train.steps, cfg.regularizer.ema_momentum, cfg.regularizer.ema_momentum_end)
-        self.model.update_targets(m)
+        self.objective.update_targets(m)
         # tensors, not floats: reading them back syncs a GPU, so that waits for the logging steps
-        logs = {"train/loss": losses.total.detach(), "train/grad_norm": gnorm.detach(),
-                "train/lr": self.scheduler.get_last_lr()[0]}
-        for k in range(self.model.depth):
-            logs[f"train/level{k}/pred_loss"] = losses.pred[k]
-            logs[f"train/level{k}/reg_loss"] = losses.reg[k]
-            if losses.rollout[k] is not None:
-                logs[f"train/level{k}/rollout_loss"] = losses.rollout[k]
-        return logs
+        return {"train/loss": total.detach(), "train/grad_norm": gnorm.detach(),
+                "train/lr": self.scheduler.get_last_lr()[0], **level_logs}
 
     def _skip_schedule(self) -> None:
         """A skipped step still advances the LR schedule: the LR stays a function of the step."""
@@ -414,10 +405,9 @@ class Trainer:
             self.scheduler.step()
 
     def evaluate(self) -> dict[str, float]:
-        metrics = evaluate(self.model, self.eval_batch, self.data.factor_names, self.cfg.eval.probe_l2, self.device,
-                           self.cfg.eval.rollout_horizon)
+        metrics = self.objective.evaluate(self.eval_batch, self.data.factor_names, self.device)
         alarms = {}
-        for k in range(self.model.depth):
+        for k in range(self.objective.num_levels):
             r = metrics[f"eval/level{k}/rankme"]
             first = self.first_rankme.setdefault(k, r)
             alarm = r < self.cfg.train.collapse_alarm_ratio * first
@@ -474,7 +464,7 @@ class Trainer:
                         if self.is_main:
                             m = self.evaluate()
                             collapsed = cfg.train.collapse_stop and any(m[f"eval/level{k}/collapse_alarm"]
-                                                                        for k in range(self.model.depth))
+                                                                        for k in range(self.objective.num_levels))
                         if dist.any_true(collapsed):
                             self.save()
                             log.warning("stopping early at step %d: collapse alarm (train.collapse_stop=true)",
@@ -573,7 +563,8 @@ def _default_run_name(cfg: DictConfig) -> str:
     from .config import level_regularizers
 
     regs = "+".join(dict.fromkeys(level_regularizers(cfg.regularizer, cfg.model.depth)))
-    return f"{cfg.data.name}-d{cfg.model.depth}-{regs}-s{cfg.seed}-{time.strftime('%H%M%S')}"
+    obj = cfg.objective.name if "objective" in cfg and cfg.objective.name != "next_step" else f"d{cfg.model.depth}"
+    return f"{cfg.data.name}-{obj}-{regs}-s{cfg.seed}-{time.strftime('%H%M%S')}"
 
 
 def _hydra_tags() -> dict[str, str]:

@@ -195,6 +195,8 @@ def build_hjepa(model_cfg, reg_cfg, obs_shape: tuple[int, ...], action_dim: int)
             has_upper=k < model_cfg.depth - 1, model_cfg=model_cfg, reg_name=names[k], reg_cfg=reg_cfg,
             target_mode=target, target_norm=model_cfg.target_norm,
             out_norm=model_cfg.encoder_out_norm or ("batch" if target == "ema" else "none")))
+    if getattr(model_cfg, "freeze_level0", False):  # e.g. a masked-pretrained encoder (model.init_from)
+        levels[0].encoder.requires_grad_(False)
     return HJEPA(levels, strides, pred_loss=model_cfg.pred_loss,
                  loss_weights=model_cfg.loss_weights, rollout_horizon=model_cfg.rollout_horizon,
                  reg_weight=reg_cfg.weight, topdown_detach=model_cfg.topdown_detach,
