@@ -4,12 +4,17 @@
 adds a learned spatial position and a sinusoidal temporal position to each token and runs
 pre-norm attention blocks (``attention.Block``: SDPA, or xformers on CUDA when installed).
 
-* ``tokens(obs, keep)``: ``obs (B, T, C, H, W)`` with ``T % t == 0`` → ``(B, N, D)`` token latents,
-  ``N = (T/t)·(H/p)·(W/p)``; with ``keep (B, N_keep)`` only those tokens are embedded and attend
-  to each other (the context encoder of masked prediction sees only the visible tokens).
-* ``forward(obs)`` → ``(B, T, D)``: one latent per frame, the frame-encoder interface of level 0.
-  Frame ``t`` is encoded from the tubelet of frames ``t−t+1 … t`` (the first frame repeated
-  before the clip starts), so it depends on no later frame; its tokens are mean-pooled.
+* ``tokens(obs, keep)``: ``obs (B, T, C, H, W)`` with ``T % t == 0`` → ``(B, N, W)`` token latents
+  (``W`` the encoder width), ``N = (T/t)·(H/p)·(W/p)``; with ``keep (B, N_keep)`` only those tokens
+  are embedded and attend to each other (the context encoder of masked prediction sees only the
+  visible tokens).
+* ``frame_tokens(obs)`` → ``(B, T, S, W)``: the ``S = (H/p)·(W/p)`` tokens of each frame, frame ``t``
+  encoded from the tubelet of frames ``t−t+1 … t`` (the first frame repeated before the clip
+  starts), so it depends on no later frame.
+* ``forward(obs)`` → ``(B, T, D)``: one latent per frame, the frame-encoder interface of level 0:
+  ``readout`` (a linear map) of the frame's concatenated tokens. Concatenating rather than
+  mean-pooling keeps where things are: on rooms the agent is a dot inside one patch, and
+  mean-pooled tokens did not give its position to a linear probe (R² ≈ 0 after 100 steps).
 
 ``MaskedTokenPredictor`` maps context tokens plus learnable mask tokens (each with its space-time
 position) to predictions of the target tokens at the masked positions, in latent space.
@@ -54,7 +59,7 @@ class TubeletViT(nn.Module):
         self.pos_space = nn.Parameter(torch.randn(self.grid_hw[0] * self.grid_hw[1], width) * 0.02)
         self.blocks = nn.ModuleList(Block(width, heads, backend=backend) for _ in range(layers))
         self.norm = nn.LayerNorm(width)
-        self.head = nn.Linear(width, dim)
+        self.readout = nn.Linear(self.grid_hw[0] * self.grid_hw[1] * width, dim)
 
     @property
     def num_spatial(self) -> int:
@@ -74,10 +79,10 @@ class TubeletViT(nn.Module):
     def _encode(self, tok: Tensor) -> Tensor:
         for blk in self.blocks:
             tok = blk(tok)
-        return self.head(self.norm(tok))
+        return self.norm(tok)
 
     def tokens(self, obs: Tensor, keep: Tensor | None = None) -> Tensor:
-        """``obs (B, T, C, H, W)`` → ``(B, N, D)``, or ``(B, N_keep, D)`` for ``keep (B, N_keep)``."""
+        """``obs (B, T, C, H, W)`` → ``(B, N, W)``, or ``(B, N_keep, W)`` for ``keep (B, N_keep)``."""
         n_t = self.grid(obs.shape[1])[0]
         tok = rearrange(self.embed(rearrange(obs, "b t c h w -> b c t h w")), "b d t h w -> b (t h w) d")
         tok = tok + self.positions(n_t)
@@ -85,16 +90,19 @@ class TubeletViT(nn.Module):
             tok = gather_tokens(tok, keep)
         return self._encode(tok)
 
-    def forward(self, obs: Tensor) -> Tensor:
-        """``obs (B, T, C, H, W)`` → ``(B, T, D)``: each frame from its causal tubelet, tokens pooled."""
+    def frame_tokens(self, obs: Tensor) -> Tensor:
+        """``obs (B, T, C, H, W)`` → ``(B, T, S, W)``: each frame's tokens from its causal tubelet."""
         b, t = obs.shape[:2]
         steps = torch.arange(t, device=obs.device)
         offsets = torch.arange(self.frames - 1, -1, -1, device=obs.device)
         idx = (steps[:, None] - offsets[None]).clamp(min=0)  # (T, frames): frames t-frames+1 … t
         windows = rearrange(obs[:, idx], "b t f c h w -> (b t) c f h w")
         tok = rearrange(self.embed(windows), "n d 1 h w -> n (h w) d") + self.positions(1)
-        z = self._encode(tok).mean(1)
-        return rearrange(z, "(b t) d -> b t d", b=b)
+        return rearrange(self._encode(tok), "(b t) s d -> b t s d", b=b)
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """``obs (B, T, C, H, W)`` → ``(B, T, D)``: the readout of each frame's concatenated tokens."""
+        return self.readout(rearrange(self.frame_tokens(obs), "b t s w -> b t (s w)"))
 
 
 class MaskedTokenPredictor(nn.Module):

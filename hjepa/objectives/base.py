@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-__all__ = ["Objective", "weighted_level_loss"]
+__all__ = ["Objective", "weighted_level_loss", "representation_metrics", "token_metrics"]
 
 
 class Objective:
@@ -54,3 +54,32 @@ class Objective:
 def weighted_level_loss(pred: Tensor, reg: Tensor, reg_name: str, lam: float) -> Tensor:
     """A level's loss in hjepa's form: ``(1−λ)·pred + λ·SIGReg`` for sigreg, else ``pred + λ·reg``."""
     return (1 - lam) * pred + lam * reg if reg_name == "sigreg" else pred + lam * reg
+
+
+@torch.no_grad()
+def representation_metrics(z: Tensor, batch: dict[str, Tensor], factor_names: list[str], probe_l2: float | None,
+                           prefix: str) -> dict[str, float]:
+    """Collapse statistics and held-out linear probes of per-frame features ``z (B, T, F)``:
+    ``<prefix>rankme`` …, ``<prefix>probe_r2/<factor>`` (fit on even, scored on odd episodes)."""
+    from ..evaluation import probe_r2
+    from ..metrics import collapse_report
+
+    z = z.float().cpu()
+    metrics = {prefix + k: v for k, v in collapse_report(z.reshape(-1, z.shape[-1])).items()}
+    state, episode = batch["state"], batch["episode"]
+    if state.shape[-1] and (episode % 2 == 0).any() and (episode % 2 == 1).any():
+        r2 = probe_r2(z, state.float()[:, : z.shape[1]], episode, probe_l2)
+        metrics.update({f"{prefix}probe_r2/{n}": v for n, v in zip(factor_names, r2.tolist())})
+    return metrics
+
+
+@torch.no_grad()
+def token_metrics(encoder: nn.Module, batch: dict[str, Tensor], factor_names: list[str], probe_l2: float | None,
+                  device: torch.device, prefix: str = "eval/level0/tokens/") -> dict[str, float]:
+    """``representation_metrics`` of a token encoder's concatenated per-frame tokens
+    (``frame_tokens``: ``(B, T, S, W)`` → ``S·W`` features per frame); empty for other encoders."""
+    enc = next((m for m in encoder.modules() if hasattr(m, "frame_tokens")), None)
+    if enc is None:
+        return {}
+    tok = enc.frame_tokens(batch["obs"].to(device))
+    return representation_metrics(tok.reshape(*tok.shape[:2], -1), batch, factor_names, probe_l2, prefix)

@@ -11,10 +11,11 @@ default) to the target encoder's tokens at those positions, in latent space:
   under stop-gradient, and the regulariser (SIGReg) on the context tokens; the loss is
   ``(1−λ)·pred + λ·SIGReg``.
 
-Evaluation reads the per-frame latents that ``model.init_from`` hands to level 0 of a hierarchy
-(``TubeletViT.forward``: causal tubelets, tokens mean-pooled; from the EMA encoder when there is
-one): RankMe and the collapse statistics, probes of the true factors, and the masked prediction
-loss on the held-out batch under a fixed mask seed.
+Evaluation reads the per-frame tokens that ``model.init_from`` hands to level 0 of a hierarchy
+(``TubeletViT.frame_tokens``: causal tubelets, from the EMA encoder when there is one),
+concatenated per frame (``S·W`` features; the hierarchy learns its own linear ``readout`` of them
+to its latent): RankMe and the collapse statistics, linear probes of the true factors, and the
+masked prediction loss on the held-out batch under a fixed mask seed.
 """
 
 from __future__ import annotations
@@ -24,13 +25,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..evaluation import probe_r2
-from ..metrics import collapse_report
 from ..models.ema import EMATarget
 from ..models.level import prediction_distance
 from ..models.tubelet import MaskedTokenPredictor, TubeletViT, gather_tokens
 from ..regularizers import build_regularizer
-from .base import Objective, weighted_level_loss
+from .base import Objective, token_metrics, weighted_level_loss
 from .masks import MaskPair, build_mask_sampler
 
 __all__ = ["MaskedObjective", "MaskedVideoJEPA", "EVAL_MASK_SEED"]
@@ -41,8 +40,8 @@ EVAL_MASK_SEED = 0  # the held-out masked loss always uses the masks of this see
 class MaskedVideoJEPA(nn.Module):
     """Encoder, optional EMA target, narrow predictor and regulariser of masked prediction.
 
-    ``forward(obs (B, T, C, H, W), actions)`` → ``(pred (B, N_tgt, D), target (B, N_tgt, D),
-    context (B, N_ctx, D))`` for masks drawn from the global torch RNG (actions are unused:
+    ``forward(obs (B, T, C, H, W), actions)`` → ``(pred (B, N_tgt, W), target (B, N_tgt, W),
+    context (B, N_ctx, W))`` in the encoder's token width ``W``, for masks drawn from the global torch RNG (actions are unused:
     masked prediction learns from observations alone).
     """
 
@@ -56,7 +55,7 @@ class MaskedVideoJEPA(nn.Module):
         target_mode = r.target or ("ema" if self.reg_name == "ema" else "stopgrad")
         self.target = EMATarget(self.encoder) if target_mode == "ema" else None
         self.layer_norm_targets = o.target_layer_norm if o.target_layer_norm is not None else self.target is not None
-        self.predictor = MaskedTokenPredictor(m.latent_dim, self.encoder.num_spatial, width=o.pred_width,
+        self.predictor = MaskedTokenPredictor(self.encoder.width, self.encoder.num_spatial, width=o.pred_width,
                                               layers=o.pred_layers, heads=m.pred_heads, backend=m.attention_backend)
         self.regularizer = build_regularizer(self.reg_name, r)
         self.reg_weight, self.loss_kind = float(r.weight), o.loss
@@ -116,12 +115,9 @@ class MaskedObjective(Objective):
         obs = batch["obs"].to(device)
         masks = model.sampler(obs.shape[1])(obs.shape[0], torch.Generator().manual_seed(EVAL_MASK_SEED))
         _, pred_loss, _ = model.losses(model(obs, None, masks))
-        z = model.representation(obs).float().cpu()  # (B, T, D) per-frame latents
-        metrics = {f"eval/level0/{k}": v for k, v in collapse_report(z.reshape(-1, z.shape[-1])).items()}
+        metrics = token_metrics(model.representation, batch, factor_names, self.cfg.eval.probe_l2, device)
+        # its representation is the tokens: the same numbers under the level's own names (collapse alarm, tables)
+        metrics.update({k.replace("/tokens/", "/"): v for k, v in metrics.items()})
         metrics["eval/level0/masked_pred_loss"] = float(pred_loss)
-        state, episode = batch["state"], batch["episode"]
-        if state.shape[-1] and (episode % 2 == 0).any() and (episode % 2 == 1).any():
-            r2 = probe_r2(z, state.float()[:, : z.shape[1]], episode, self.cfg.eval.probe_l2)
-            metrics.update({f"eval/level0/probe_r2/{n}": v for n, v in zip(factor_names, r2.tolist())})
         model.train(was)
         return metrics

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ..evaluation import evaluate
 from ..models import HJEPA, build_hjepa
-from .base import Objective
+from .base import Objective, token_metrics
 
 __all__ = ["NextStepObjective"]
 
@@ -42,4 +42,11 @@ class NextStepObjective(Objective):
 
     def evaluate(self, batch, factor_names, device: torch.device) -> dict[str, float]:
         e = self.cfg.eval
-        return evaluate(self.module, batch, factor_names, e.probe_l2, device, e.rollout_horizon)
+        metrics = evaluate(self.module, batch, factor_names, e.probe_l2, device, e.rollout_horizon)
+        lvl = self.module.levels[0]  # a token encoder (model.encoder=tubelet): probes of its tokens too
+        encoder = lvl.target.module if lvl.target is not None else lvl.encoder
+        was = self.module.training
+        self.module.eval()
+        metrics.update(token_metrics(encoder, batch, factor_names, e.probe_l2, device))
+        self.module.train(was)
+        return metrics
