@@ -64,11 +64,20 @@ def train_one(name: str, spec: dict, seed: int, out: Path, extra: list[str]) -> 
     evaluate = trainer.evaluate
 
     def timed_evaluate():
+        if trainer.step not in CHECKPOINTS and trainer.step != trainer.cfg.train.steps:
+            return dict(trainer.last_metrics)  # only the table's columns are evaluated (saves time)
         t = time.time()
         m = evaluate()
         clock["eval"] += time.time() - t
         history[trainer.step] = {**m, "train_wall_s": time.time() - clock["start"] - clock["eval"]}
+        save()  # after every evaluation, so a run cut short still reports its earlier columns
         return m
+
+    def save() -> dict:
+        record = {"name": name, "seed": seed, "overrides": overrides, "device": str(trainer.device),
+                  "mlflow_run_id": trainer.tracker.run_id, "history": {str(k): v for k, v in sorted(history.items())}}
+        (out / f"{name}-s{seed}.json").write_text(json.dumps(record, indent=1))
+        return record
 
     trainer.evaluate = timed_evaluate
     if "after" not in spec:  # the untrained model: what the probes read from random features
@@ -80,10 +89,7 @@ def train_one(name: str, spec: dict, seed: int, out: Path, extra: list[str]) -> 
         torch.set_rng_state(rng)
     clock["start"] = time.time()
     trainer.run()
-    record = {"name": name, "seed": seed, "overrides": overrides, "device": str(trainer.device),
-              "mlflow_run_id": trainer.tracker.run_id, "history": {str(k): v for k, v in history.items()}}
-    (out / f"{name}-s{seed}.json").write_text(json.dumps(record, indent=1))
-    return record
+    return save()
 
 
 def _load(out: Path) -> dict[tuple[str, int], dict]:
