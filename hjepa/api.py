@@ -185,6 +185,9 @@ def load_run(ref: str | Path, device: str | torch.device = "cpu", tracking_uri: 
     path = resolve_checkpoint(ref, tracking_uri)
     ck = load_checkpoint(path, map_location=device)
     cfg = stored_config(ck["config"])
+    if OmegaConf.select(cfg, "objective.name", default="next_step") == "masked":
+        raise CheckpointError(f"{path} is a masked-prediction run (objective=masked): it has no hierarchy to load; "
+                              "use it as level 0 of one with model.encoder=tubelet model.init_from=<this run>")
     meta = ck.get("data", {})
     model = build_hjepa(cfg.model, cfg.regularizer, tuple(meta["obs_shape"]), int(meta["action_dim"]))
     try:

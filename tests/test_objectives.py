@@ -222,3 +222,19 @@ def test_cli_rejects_an_unknown_objective_without_traceback(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
     assert "pixels" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_objectives_tables_at_100_steps(tmp_path, tmp_tracking):
+    """Full-size acceptance: every run of both tables for 100 steps on rooms (about 15 min on 2 cores)."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "experiments"))
+    import objectives_tables
+
+    objectives_tables.main(["--steps", "100", "--out", str(tmp_path)])
+    recs = objectives_tables._load(tmp_path)
+    assert {n for n, _ in recs} == set(objectives_tables.run_specs(100))
+    h = recs[("t3_next_step", 0)]["history"]["100"]
+    assert h["eval/level0/probe_r2/pos_x"] > 0.3  # measured 0.59 (2026-11-27)
+    assert recs[("t2_frozen", 0)]["history"]["50"]["eval/level1/rankme"] > 1.5
+    text = objectives_tables.report(tmp_path, 100)
+    assert "(c) masked, then hierarchy, level 0 frozen" in text and "| contrastive | 100 |" in text
