@@ -11,7 +11,7 @@ Runs (each a normal hjepa training run, tracked in MLflow when it is reachable; 
 * pretrain-then-hierarchy (equal total steps N = ``--steps``): (a) a depth-2 next-step hierarchy
   from scratch, N steps; (b) masked pretraining only, N steps (the run above); (c) masked
   pretraining N/2 steps, then the depth-2 hierarchy N/2 steps with level 0 initialised from it,
-  frozen and fine-tuned.
+  frozen and fine-tuned; and a control: the same N/2 hierarchy steps on a frozen untrained level 0.
 
 ``--jobs NAME …`` runs only some runs (to spread them over processes); each run writes
 ``<out>/<name>-s<seed>.json``; ``--report`` prints the Markdown tables from those files. Every
@@ -45,6 +45,8 @@ def run_specs(steps: int) -> dict[str, dict]:
     for name, freeze in (("t2_frozen", "true"), ("t2_finetune", "false")):
         specs[name] = {"overrides": [*hier, f"train.steps={steps - half}", f"model.freeze_level0={freeze}"],
                        "after": "t2_pretrain"}
+    # control: the same N/2 hierarchy steps on a frozen *untrained* level 0 (does pretraining matter?)
+    specs["t2_frozen_random"] = {"overrides": [*hier, f"train.steps={steps - half}", "model.freeze_level0=true"]}
     return specs
 
 
@@ -131,7 +133,8 @@ def report(out: Path, steps: int) -> str:
     lines += ["| run | " + " | ".join(c[0] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
     rows = (("(a) next-step hierarchy from scratch", "t2_scratch"), ("(b) masked pretraining only", "t3_masked"),
             ("(c) masked, then hierarchy, level 0 frozen", "t2_frozen"),
-            ("(c) masked, then hierarchy, level 0 fine-tuned", "t2_finetune"))
+            ("(c) masked, then hierarchy, level 0 fine-tuned", "t2_finetune"),
+            ("control: untrained level 0 frozen, hierarchy only (N/2 steps)", "t2_frozen_random"))
 
     def value(m: dict, prefix: str, what: str) -> float | None:
         keys = {"pos": ["pos_x", "pos_y"], "vel": ["vel_x", "vel_y"]}.get(what, [what])
