@@ -11,7 +11,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hjepa.tracking import resolve_tracking_uri
+from hjepa.tracking import StoreNotFoundError, require_existing_store, resolve_tracking_uri
 
 __all__ = ["RunInfo", "client", "get_run", "metric_history", "level_metric_histories", "runs_in_sweep",
            "latest_sweep_id", "sweep_labels", "log_artifacts", "parse_overrides", "SWEEP_TAG", "MLflowLookupError"]
@@ -55,9 +55,13 @@ class RunInfo:
 
 
 def client(tracking_uri: str | None = None):
+    """An ``MlflowClient`` of an existing store (a lookup never creates an empty ``mlflow.db``)."""
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    try:
+        return MlflowClient(tracking_uri=require_existing_store(tracking_uri))
+    except StoreNotFoundError as e:
+        raise MLflowLookupError(str(e)) from None
 
 
 def _info(run) -> RunInfo:
@@ -67,8 +71,9 @@ def _info(run) -> RunInfo:
 
 def get_run(run_id: str, tracking_uri: str | None = None) -> RunInfo:
     """One run by id; ``MLflowLookupError`` naming the store when it is not there."""
+    c = client(tracking_uri)
     try:
-        return _info(client(tracking_uri).get_run(run_id))
+        return _info(c.get_run(run_id))
     except Exception as e:  # noqa: BLE001 — MLflow raises its own exception types per backend
         raise MLflowLookupError(f"MLflow run {run_id!r} not found in {resolve_tracking_uri(tracking_uri)} "
                                 f"({type(e).__name__}); set MLFLOW_TRACKING_URI or --tracking-uri") from e
@@ -191,3 +196,10 @@ def log_artifacts(run_id: str, local_dir: str | Path, artifact_path: str | None 
                   tracking_uri: str | None = None) -> None:
     """Upload every file of ``local_dir`` as artifacts of an existing (possibly finished) run."""
     client(tracking_uri).log_artifacts(run_id, str(local_dir), artifact_path)
+
+
+def log_metrics(run_id: str, metrics: dict[str, float], step: int = 0, tracking_uri: str | None = None) -> None:
+    """Log ``{key: value}`` to an existing (possibly finished) run at ``step``."""
+    c = client(tracking_uri)
+    for key, value in metrics.items():
+        c.log_metric(run_id, key, float(value), step=step)

@@ -13,7 +13,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 __all__ = ["save", "plot_spectra", "plot_energy_histograms", "plot_landscapes", "plot_interpolation",
            "plot_training_curves", "plot_sweep_metric", "plot_sweep_spectra", "new_figure"]
@@ -30,6 +31,28 @@ def new_figure(nrows: int = 1, ncols: int = 1, panel: tuple[float, float] = (4.2
     return fig, axes
 
 
+def suptitle(fig: Figure, text: str, chars_per_inch: float = 9.5) -> None:
+    """A figure title wrapped to the figure's width (a long run label must not be clipped at the edges)."""
+    import textwrap
+
+    width = max(int(fig.get_figwidth() * chars_per_inch), 20)
+    if len(text) <= width:
+        fig.suptitle(text)
+        return
+    parts = text.split(" — ")  # "what — which run": the run on its own line(s)
+    lines = [line for part in parts for line in textwrap.wrap(part, width, break_on_hyphens=False)]
+    fig.suptitle("\n".join(lines) or text)
+
+
+def _line_style(i: int) -> dict:
+    """Series i of a comparison: the first wide and light, later ones thinner, dashed/dotted, drawn on
+    top, so lines that coincide (e.g. online and target spectra) both stay visible."""
+    if i == 0:
+        return dict(ls="-", lw=3.2, alpha=0.55, marker="o", ms=3.5, zorder=2)
+    return dict(ls=("--", ":", "-.")[(i - 1) % 3], lw=1.5, marker=("x", "+", "1")[(i - 1) % 3], ms=4.5,
+                zorder=2 + i)
+
+
 def save(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     """Write ``fig`` as a PNG (parent folders created) and return the path."""
     path = Path(path)
@@ -42,6 +65,18 @@ def _normalised(spectrum) -> np.ndarray:
     s = np.asarray(spectrum, dtype=np.float64)
     total = s.sum()
     return s / total if total > 0 else s
+
+
+def _same_as_earlier(series: Mapping[str, Sequence], label: str, k: int) -> str | None:
+    """The first earlier label whose level-k values equal ``label``'s (e.g. the stop-gradient target
+    of a SIGReg level is the online encoder itself), so the legend can say why only one line shows."""
+    mine = np.asarray(series[label][k])
+    for other, per_level in series.items():
+        if other == label:
+            return None
+        if k < len(per_level) and np.asarray(per_level[k]).shape == mine.shape and np.allclose(per_level[k], mine):
+            return other
+    return None
 
 
 def plot_spectra(spectra: Mapping[str, Sequence], rankmes: Mapping[str, Sequence[float]] | None = None,
@@ -64,17 +99,20 @@ def plot_spectra(spectra: Mapping[str, Sequence], rankmes: Mapping[str, Sequence
             if k >= len(per_level):
                 continue
             s = np.asarray(per_level[k], dtype=np.float64)
+            same = _same_as_earlier(spectra, label, k)
             top = s.max() if s.size else 1.0
             s = np.clip(s, max(top, 1e-300) * floor, None)
             lab = label
             if rankmes is not None and label in rankmes and k < len(rankmes[label]) and not singular:
                 lab = f"{label} (RankMe {rankmes[label][k]:.1f})"
-            ax.semilogy(np.arange(1, s.size + 1), s, "-o", ms=2.5, lw=1.4, color=COLORS[i % len(COLORS)], label=lab)
+            if same:
+                lab = f"{lab} (identical to {same})"
+            ax.semilogy(np.arange(1, s.size + 1), s, color=COLORS[i % len(COLORS)], label=lab, **_line_style(i))
         ax.set_xlabel("index i")
         ax.set_ylabel("covariance eigenvalue λ_i  (log)")
         ax.set_title(f"level {k}: eigenspectrum", fontsize=10)
         ax.grid(True, which="both", alpha=0.25)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="best")
         if not singular:
             continue
         ax = axes[1, k]
@@ -87,14 +125,17 @@ def plot_spectra(spectra: Mapping[str, Sequence], rankmes: Mapping[str, Sequence
             lab = label
             if rankmes is not None and label in rankmes and k < len(rankmes[label]):
                 lab = f"{label}: RankMe {rankmes[label][k]:.1f}"
-            ax.semilogy(np.arange(1, p.size + 1), p, "-o", ms=2.5, lw=1.4, color=COLORS[i % len(COLORS)], label=lab)
+            same = _same_as_earlier(singular, label, k)
+            if same:
+                lab = f"{lab} (identical to {same})"
+            ax.semilogy(np.arange(1, p.size + 1), p, color=COLORS[i % len(COLORS)], label=lab, **_line_style(i))
         ax.axhline(1.0 / dim, ls="--", color="0.5", lw=1, label=f"isotropic 1/{dim}")
         ax.set_xlabel("index i")
         ax.set_ylabel("σ_i / Σσ  (log)")
         ax.set_title(f"level {k}: normalised singular values (RankMe)", fontsize=10)
         ax.grid(True, which="both", alpha=0.25)
-        ax.legend(fontsize=7, loc="lower left")
-    fig.suptitle(title or "spectra of the latents")
+        ax.legend(fontsize=7, loc="best")
+    suptitle(fig, title or "spectra of the latents")
     return fig
 
 
@@ -124,13 +165,21 @@ def plot_energy_histograms(energies: Mapping[str, Sequence[Mapping[str, np.ndarr
             ax.hist(np.clip(t, lo, None), edges, alpha=0.6, color=COLORS[0], label=f"true  (mean {t.mean():.3g})")
             ax.hist(np.clip(s, lo, None), edges, alpha=0.6, color=COLORS[1], label=f"shuffled (mean {s.mean():.3g})")
             ax.set_xscale("log")
+            # labelled ticks at 1, 2, 5 × 10^k (only 10^k over more than two decades), so a narrow range
+            # (e.g. a collapsed run's energies) still has numbers and a wide one does not crowd
+            span = edges[-1] / edges[0]
+            if span > 10:
+                ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if span > 100 else (1.0, 2.0, 5.0)))
+            else:  # under a decade: a few evenly spaced values
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
             ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel("energy D(ẑ, z̄)  (log)")
             ax.set_ylabel(f"{label}\npairs" if label and k == 0 else "pairs", fontsize=9)
             ratio = s.mean() / t.mean() if t.mean() > 0 else float("nan")
             ax.set_title(f"level {k}: mean shuffled / true = {ratio:.2f}", fontsize=10)
             ax.legend(fontsize=7)
-    fig.suptitle(title or "energy of true vs shuffled pairs")
+    suptitle(fig, title or "energy of true vs shuffled pairs")
     return fig
 
 
@@ -142,7 +191,7 @@ def _relative(ls) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def _draw_landscape(ax, ls, norm, levels: np.ndarray, prefix: str = ""):
-    """One landscape, coloured by ``E / E(true pair)`` on the shared log scale ``norm``;
+    """One landscape (``prefix``: a line naming the run, when several are compared), coloured by ``E / E(true pair)`` on the shared log scale ``norm``;
     incompatible targets are drawn at their projection onto the slice but coloured by their
     energy in the full latent space (a dot brighter than the contour under it lies off the slice,
     at higher energy)."""
@@ -204,11 +253,11 @@ def plot_landscapes(landscapes, title: str = "", levels: int = 24) -> Figure:
             if i >= len(lss):
                 axes[r, i].set_axis_off()
                 continue
-            cs = _draw_landscape(axes[r, i], lss[i], norm, bounds, prefix=f"{label} · " if label else "")
+            cs = _draw_landscape(axes[r, i], lss[i], norm, bounds, prefix=f"{label}\n" if label else "")
     if cs is not None:
         fig.colorbar(cs, ax=axes.ravel().tolist(), shrink=0.6, label="E / E(true pair)   (log, shared)",
                      format="%.3g")
-    fig.suptitle(title or "energy landscape around a true target")
+    suptitle(fig, title or "energy landscape around a true target")
     return fig
 
 
@@ -226,36 +275,74 @@ def plot_interpolation(paths: Sequence[tuple[np.ndarray, np.ndarray]], title: st
         ax.plot(alphas, e.mean(1), color=COLORS[1], lw=1, ls="--", label="mean")
         ax.set_xlabel("α   (0 = true target, 1 = incompatible target)")
         ax.set_ylabel("energy")
+        ax.set_ylim(bottom=min(0.0, float(np.nanmin(q10))))  # energies are distances: zero in view
         ax.set_title(f"level {k}: E(α=1)/E(α=0) = {e[-1].mean() / max(e[0].mean(), 1e-30):.2f}")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(title or "energy along interpolation paths")
+    suptitle(fig, title or "energy along interpolation paths")
     return fig
 
 
+def _eval_ylim(ax, name: str, values: Sequence[float], zero_line: bool = True) -> None:
+    """Zero always in view (and 1 for a probe R²): a change is seen against the size of the metric,
+    not blown up by auto-zoom to the range of three evaluation points."""
+    vals = np.asarray([v for v in values if np.isfinite(v)], dtype=np.float64)
+    if not vals.size:
+        return
+    lo, hi = min(float(vals.min()), 0.0), max(float(vals.max()), 0.0)
+    if name.startswith("probe_r2"):
+        hi = max(hi, 1.0)
+    pad = 0.06 * ((hi - lo) or 1.0)
+    ax.set_ylim(lo - pad, hi + pad)
+    if zero_line:
+        ax.axhline(0.0, color="0.55", lw=0.8, zorder=1)
+
+
 def plot_training_curves(histories: Mapping[str, Mapping[int, tuple[Sequence[int], Sequence[float]]]],
-                         title: str = "") -> Figure:
-    """Metrics over training steps: ``histories[metric][level] = (steps, values)``; one panel per
-    metric, one line per level."""
+                         title: str = "", train_loss: Mapping[str, tuple[Sequence[int], Sequence[float]]] | None = None
+                         ) -> Figure:
+    """Metrics over training steps: ``histories[metric][level] = (steps, values)`` (evaluations),
+    one panel per metric, one line per level, zero in view. ``train_loss`` (label → ``(steps, values)``,
+    e.g. ``total`` and each level's prediction loss at every logging step) fills the first panel,
+    on a log scale when positive."""
     names = [m for m in histories if histories[m]]
-    ncols = min(max(len(names), 1), 4)
-    nrows = max(1, -(-len(names) // ncols))
+    loss = {k: v for k, v in (train_loss or {}).items() if len(v[0])}
+    panels = (["training loss"] if loss else []) + names
+    ncols = min(max(len(panels), 1), 4)
+    nrows = max(1, -(-len(panels) // ncols))
     fig, axes = new_figure(nrows, ncols)
-    for ax in axes.flat[len(names):]:
+    for ax in axes.flat[len(panels):]:
         ax.set_axis_off()
+    offset = 0
+    if loss:
+        ax = axes.flat[0]
+        allv = np.concatenate([np.asarray(v, dtype=np.float64) for _, v in loss.values()])
+        for i, (label, (steps, vals)) in enumerate(loss.items()):
+            ax.plot(steps, vals, color="k" if i == 0 else COLORS[(i - 1) % len(COLORS)], lw=1.8 if i == 0 else 1.1,
+                    label=label)
+        if np.all(allv[np.isfinite(allv)] > 0):
+            ax.set_yscale("log")
+        ax.set_xlim(left=0)
+        ax.set_xlabel("training step")
+        ax.set_title("training loss (every logging step)", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+        offset = 1
     for i, name in enumerate(names):
-        ax = axes.flat[i]
+        ax = axes.flat[i + offset]
+        everything = []
         for k, (steps, vals) in sorted(histories[name].items()):
             ax.plot(steps, vals, "-o", ms=3, color=COLORS[k % len(COLORS)], label=f"level {k}")
+            everything += list(vals)
+        _eval_ylim(ax, name, everything)
+        ax.set_xlim(left=0)  # the same step axis as the loss panel
         ax.set_xlabel("training step")
-        ax.set_title(name)
+        ax.set_title(f"eval: {name}", fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
-        if name == "rankme":
-            ax.set_ylim(bottom=0)
-    if not names:
-        axes[0, 0].text(0.5, 0.5, "no evaluation metrics logged", ha="center", va="center")
-    fig.suptitle(title or "evaluation metrics over training")
+    if not panels:
+        axes[0, 0].text(0.5, 0.5, "no metrics logged", ha="center", va="center")
+    suptitle(fig, title or "training loss and evaluation metrics over training")
     return fig
 
 
@@ -273,17 +360,18 @@ def plot_sweep_metric(metric: str, series: Sequence[Mapping], labels: Sequence[s
         finals = np.full((len(series), depth), np.nan)
         for k in range(depth):
             ax = axes[ri, k]
+            shown = []
             for r, s in enumerate(series):
                 hist = s.get(row, {}).get(k)
                 if hist is None or not len(hist[0]):
                     continue
                 ax.plot(hist[0], hist[1], "-o", ms=2.5, color=COLORS[r % len(COLORS)], label=labels[r])
                 finals[r, k] = hist[1][-1]
+                shown += list(hist[1])
+            _eval_ylim(ax, metric, shown, zero_line=False)  # ax.get_lines(): the runs only
             ax.set_title(f"{metric}{'/' + row if row else ''} · level {k}", fontsize=9)
             ax.set_xlabel("training step")
             ax.grid(True, alpha=0.3)
-            if ri == 0 and k == 0:
-                ax.legend(fontsize=7)
         ax = axes[ri, depth]
         width = 0.8 / max(len(series), 1)
         for r in range(len(series)):
@@ -293,9 +381,12 @@ def plot_sweep_metric(metric: str, series: Sequence[Mapping], labels: Sequence[s
         ax.set_xticks(np.arange(depth), [f"level {k}" for k in range(depth)])
         ax.set_title(f"final {metric}{'/' + row if row else ''}", fontsize=9)
         ax.grid(True, axis="y", alpha=0.3)
-        if ri == 0:
-            ax.legend(fontsize=7)
-    fig.suptitle(title or metric)
+        ax.axhline(0.0, color="0.55", lw=0.8)
+    # one legend for the whole figure, below the panels, so it covers no line and no bar
+    handles = [Line2D([], [], color=COLORS[r % len(COLORS)], marker="o", ms=4, lw=1.5) for r in range(len(series))]
+    fig.legend(handles, list(labels), loc="outside lower center", ncol=min(len(labels), 4), fontsize=8,
+               title="runs (colours of lines and bars)", title_fontsize=8)
+    suptitle(fig, title or metric)
     return fig
 
 

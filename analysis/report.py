@@ -28,7 +28,7 @@ from . import mlflow_io, plots
 from .energy import (Landscape, energy_landscape, energy_summary, forward_eval_batch, interpolation_energies,
                      pair_energies)
 
-__all__ = ["RunAnalysis", "analyze_run", "compare_runs", "sweep_report", "tracking_uri_env",
+__all__ = ["RunAnalysis", "analyze_run", "compare_runs", "sweep_report", "tracking_uri_env", "training_loss_history",
            "DEFAULT_SWEEP_METRICS"]
 
 log = logging.getLogger("analysis")
@@ -71,6 +71,7 @@ class RunAnalysis:
     energy_stats: list[dict[str, float]]
     landscapes: dict[str, list[Landscape]]  # by direction method
     interpolation: list[tuple[np.ndarray, np.ndarray]]
+    geodesic_spearman: list[float] | None = None  # rooms runs: per level, averaged over fixed goals
     pngs: dict[str, Path] = field(default_factory=dict)
     logged: bool = False
 
@@ -80,6 +81,7 @@ class RunAnalysis:
 
     def summary(self) -> dict:
         return {"label": self.label, "run_id": self.run_id, "step": self.step,
+                "geodesic_spearman": self.geodesic_spearman,
                 "levels": [{**c, **e, **{f"landscape_{m}/{k}": v for m, ls in self.landscapes.items()
                                            for k, v in ls[i].summary().items()}}
                            for i, (c, e) in enumerate(zip(self.collapse, self.energy_stats))],
@@ -123,6 +125,15 @@ def training_histories(run_id: str, tracking_uri: str | None = None,
     return out
 
 
+def training_loss_history(info: mlflow_io.RunInfo, tracking_uri: str | None = None
+                          ) -> dict[str, tuple[list, list]]:
+    """``{"total (with regulariser)": (steps, train/loss), "level k prediction": (steps, train/level{k}/pred_loss), …}``."""
+    keys = {"total (with regulariser)": "train/loss"}
+    keys.update({f"level {k} prediction": f"train/level{k}/pred_loss" for k in range(info.depth)})
+    return {label: mlflow_io.metric_history(info.run_id, key, tracking_uri) for label, key in keys.items()
+            if key in info.metrics}
+
+
 def analyze_run(ref: str | Path, out_dir: str | Path, *, tracking_uri: str | None = None,
                 num_clips: int | None = None, log_to_mlflow: bool = True, device: str = "cpu",
                 resolution: int = 41, seed: int = 0, label: str | None = None) -> RunAnalysis:
@@ -137,11 +148,9 @@ def analyze_run(ref: str | Path, out_dir: str | Path, *, tracking_uri: str | Non
     from hjepa.api import load_run
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     with tracking_uri_env(tracking_uri):
         run = load_run(ref, device=device)
-        if os.environ.get("HJEPA_CACHE"):  # the stored cache path may be relative to another cwd
-            run.cfg.data.cache_dir = os.environ["HJEPA_CACHE"]
+        out_dir.mkdir(parents=True, exist_ok=True)  # only once the run is found
         run_id = _resolve_run_id(ref, run)
         info = None
         if run_id is not None:
@@ -193,15 +202,37 @@ def analyze_run(ref: str | Path, out_dir: str | Path, *, tracking_uri: str | Non
                 out_dir / f"landscape_{m}.png")
         res.pngs["interpolation"] = plots.save(plots.plot_interpolation(
             interp, title=f"energy from compatible to incompatible target — {head}"), out_dir / "interpolation.png")
+        if run.cfg.data.name == "rooms":
+            _world_energy(res, run, head)
         if info is not None:
             hist = training_histories(run_id, tracking_uri)
             res.pngs["training_curves"] = plots.save(plots.plot_training_curves(
-                hist, title=f"evaluation metrics over training — {head}"), out_dir / "training_curves.png")
+                hist, title=f"training loss and evaluation metrics — {head}",
+                train_loss=training_loss_history(info, tracking_uri)), out_dir / "training_curves.png")
         (out_dir / "summary.json").write_text(json.dumps(_finite(res.summary()), indent=2))
         if log_to_mlflow and info is not None:
             mlflow_io.log_artifacts(run_id, out_dir, "analysis", tracking_uri)
+            if res.geodesic_spearman is not None:
+                mlflow_io.log_metrics(run_id, {f"analysis/level{k}/geodesic_spearman": v
+                                               for k, v in enumerate(res.geodesic_spearman)}, run.step, tracking_uri)
             res.logged = True
     return res
+
+
+def _world_energy(res: RunAnalysis, run, head: str) -> None:
+    """Rooms runs: per-level Spearman of the goal energy with the geodesic distance (fixed goals) and
+    ``world_energy.png`` (energy maps for the first and last fixed goal)."""
+    from .world_energy import geodesic_spearman, plot_world_energy, rooms_env
+
+    env = rooms_env(run.cfg.data)
+    action_dim = run.model.levels[0].action_dim
+    rhos, maps = geodesic_spearman(run.model, env, action_dim, spacing=0.05)
+    res.geodesic_spearman = rhos
+    shown = [maps[0], maps[-1]] if len(maps) > 1 else maps
+    res.pngs["world_energy"] = plots.save(plot_world_energy(
+        shown, env, title=f"energy to the goal's latent (mean ρ_geo over {len(maps)} goals: "
+                          + ", ".join(f"L{k} {r:+.2f}" for k, r in enumerate(rhos)) + f") — {head}"),
+        res.out_dir / "world_energy.png")
 
 
 def compare_runs(analyses: Sequence[RunAnalysis], out_dir: str | Path) -> dict[str, Path]:
@@ -231,8 +262,8 @@ def sweep_report(sweep_id: str, out_dir: str | Path, *, tracking_uri: str | None
     With ``log_to_mlflow`` the figures are uploaded to every run of the sweep under ``sweep_report/``.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     runs = mlflow_io.runs_in_sweep(sweep_id, tracking_uri)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once the sweep is found
     sweep_id = runs[0].sweep_id or sweep_id
     labels = mlflow_io.sweep_labels(runs)
     paths: dict[str, Path] = {}
@@ -267,8 +298,6 @@ def sweep_report(sweep_id: str, out_dir: str | Path, *, tracking_uri: str | None
                 except Exception as e:  # noqa: BLE001 — a run without checkpoint is left out of this figure
                     log.warning("sweep spectra: run %s skipped (%s)", r.run_id, e)
                     continue
-                if os.environ.get("HJEPA_CACHE"):
-                    run.cfg.data.cache_dir = os.environ["HJEPA_CACHE"]
                 _, out = forward_eval_batch(run, num_clips)
                 zs = [z.float().cpu().reshape(-1, z.shape[-1]) for z in out.z]
                 sp.append([eigenspectrum(z).numpy() for z in zs])

@@ -8,7 +8,7 @@ Examples::
     hjepa-analyze sweep=multirun/2026-11-25/13-00-00   # one figure per metric comparing the sweep's runs
     hjepa-analyze sweep=latest --tracking-uri sqlite:///mlflow.db
 
-``key=value`` tokens (as in DESIGN.md) are the same as ``--key value``.
+``key=value`` tokens (as in docs/design.md) are the same as ``--key value``.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
     from hjepa.checkpoint import CheckpointError
+    from hjepa.config import ConfigError
     from hjepa.data import DataValidationError
 
     from analysis import mlflow_io
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"cosine {c['cosine_mean']:+.3f}  alpha {c['powerlaw_alpha']:.2f}  "
                           f"E_true {e['energy_true']:.3g}  E_shuffled {e['energy_shuffled']:.3g}  "
                           f"(ratio {e['energy_ratio']:.2f}, AUC {e['auc']:.2f})")
+                if res.geodesic_spearman is not None:
+                    print("  energy-to-goal vs geodesic distance (Spearman, mean over fixed goals): "
+                          + "  ".join(f"level {k} {r:+.3f}" for k, r in enumerate(res.geodesic_spearman)))
                 for key, p in res.pngs.items():
                     print(f"  {key:17s} {p}")
                 print(f"  {'logged to MLflow':17s} {'yes (artifacts/analysis)' if res.logged else 'no'}")
@@ -122,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, mlflow_io.MLflowLookupError, DataValidationError) as e:
         print(f"hjepa-analyze: error: {e}", file=sys.stderr)
         return 1
+    except ConfigError as e:  # e.g. a stored config with a mandatory value left unset (???)
+        print(f"hjepa-analyze: error: {e}", file=sys.stderr)
+        return 2
     except (ConfigAttributeError, ConfigKeyError) as e:
         key = getattr(e, "full_key", None) or str(e).splitlines()[0]
         print(f"hjepa-analyze: error: the checkpoint's stored config has no {key!s}: it was written by an older "

@@ -3,6 +3,7 @@ and read embeddings and energies of a batch."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from .checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-from .config import register_configs, validate_config
+from .config import check_no_missing_values, register_configs, validate_config
 from .data import DataBundle, build_data
 from .evaluation import shuffle_permutation
+from .mlflow_checkpoints import fetch_run_checkpoint
 from .models import HJEPA, JEPAOutput, build_hjepa
-from .tracking import resolve_tracking_uri
+from .paths import cache_root
 
 __all__ = ["compose", "build_model", "load_run", "LoadedRun", "resolve_checkpoint", "load_weights_into"]
 
@@ -51,7 +53,8 @@ def build_model(cfg: DictConfig, data: DataBundle | None = None, obs_shape=None,
 
 def resolve_checkpoint(ref: str | Path, tracking_uri: str | None = None) -> Path:
     """A checkpoint file from a path, a run directory, a ``checkpoints/`` directory or an MLflow run id
-    (its ``checkpoints/`` artifact, fetched from ``tracking_uri`` — default ``$MLFLOW_TRACKING_URI``)."""
+    (its newest ``checkpoints/`` artifact, fetched from ``tracking_uri`` — default ``$MLFLOW_TRACKING_URI`` —
+    into the per-user cache, see ``hjepa.mlflow_checkpoints``)."""
     p = Path(str(ref)).expanduser()
     if p.is_file():
         return p
@@ -62,19 +65,7 @@ def resolve_checkpoint(ref: str | Path, tracking_uri: str | None = None) -> Path
                 return last
         raise CheckpointError(f"no step_XXXXXXXX.pt checkpoint in {p} or {p / 'checkpoints'}")
     if _RUN_ID.match(str(ref)):
-        import mlflow
-
-        uri = resolve_tracking_uri(tracking_uri)
-        try:
-            local = mlflow.artifacts.download_artifacts(run_id=str(ref), artifact_path="checkpoints", tracking_uri=uri)
-        except Exception as e:  # noqa: BLE001 — any MLflow failure becomes one clear message
-            raise CheckpointError(f"could not fetch the checkpoint of MLflow run {ref} from {uri} "
-                                  f"({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}); check "
-                                  "MLFLOW_TRACKING_URI or pass a checkpoint path") from None
-        last = latest_checkpoint(local)
-        if last is None:
-            raise CheckpointError(f"MLflow run {ref} has no checkpoint artifact (did it finish?)")
-        return last
+        return fetch_run_checkpoint(str(ref), tracking_uri)
     raise CheckpointError(f"checkpoint {ref} does not exist: expected a step_XXXXXXXX.pt file, a run directory "
                           "or an MLflow run id (32 hex digits)")
 
@@ -172,11 +163,22 @@ def stored_config(yaml_text: str) -> DictConfig:
     from .config import ModelConfig, RegularizerConfig
 
     cfg = OmegaConf.create(yaml_text)
+    if "model" in cfg and "macro_action_norm" not in cfg.model:
+        cfg.model.macro_action_norm = "layer"  # written before the option existed: the old macro-action encoder
     for key, schema in (("model", ModelConfig), ("regularizer", RegularizerConfig)):
         if key in cfg:
             merged = OmegaConf.merge(OmegaConf.structured(schema), cfg[key])
             cfg[key] = OmegaConf.create(OmegaConf.to_container(merged, resolve=True))
     return cfg
+
+
+def _data_cache_for(stored: str | None) -> str:
+    """The data cache of a loaded run: the one it was trained with when that is an existing absolute
+    folder and ``$HJEPA_CACHE`` is unset, else the per-user cache root (never a folder relative to
+    whatever directory the notebook runs in)."""
+    if stored and not os.environ.get("HJEPA_CACHE") and Path(stored).is_absolute() and Path(stored).is_dir():
+        return str(stored)
+    return str(cache_root())
 
 
 def load_run(ref: str | Path, device: str | torch.device = "cpu", tracking_uri: str | None = None) -> LoadedRun:
@@ -188,6 +190,8 @@ def load_run(ref: str | Path, device: str | torch.device = "cpu", tracking_uri: 
     if OmegaConf.select(cfg, "objective.name", default="next_step") == "masked":
         raise CheckpointError(f"{path} is a masked-prediction run (objective=masked): it has no hierarchy to load; "
                               "use it as level 0 of one with model.encoder=tubelet model.init_from=<this run>")
+    check_no_missing_values(cfg)
+    cfg.data.cache_dir = _data_cache_for(cfg.data.get("cache_dir"))
     meta = ck.get("data", {})
     model = build_hjepa(cfg.model, cfg.regularizer, tuple(meta["obs_shape"]), int(meta["action_dim"]))
     try:

@@ -14,10 +14,12 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from .paths import cache_root
+
 __all__ = [
     "DataConfig", "RoomsDataConfig", "MultiscaleDataConfig", "NpzDataConfig",
     "ModelConfig", "RegularizerConfig", "OptimConfig", "TrainConfig", "EvalConfig",
-    "TrackingConfig", "Config", "ConfigError", "register_configs", "validate_config",
+    "TrackingConfig", "Config", "ConfigError", "register_configs", "validate_config", "check_no_missing_values",
     "level_strides", "min_clip_len", "level_regularizers", "ENCODERS", "TOPDOWN_MODES",
     "PRED_LOSSES", "SUMMARIZERS", "TARGET_MODES", "TARGET_NORMS", "ObjectiveConfig", "MaskedObjectiveConfig",
     "PixelObjectiveConfig", "ContrastiveObjectiveConfig",
@@ -49,7 +51,7 @@ class DataConfig:
     num_eval_episodes: int = 64
     batch_size: int = 16  # clips per step (global batch under DDP)
     seed: int = 0  # generation seed (independent of the training seed)
-    cache_dir: str = "${oc.env:HJEPA_CACHE,.cache/hjepa}"
+    cache_dir: str = "${hjepa.cache_dir:}"  # $HJEPA_CACHE, else $XDG_CACHE_HOME/hjepa, else ~/.cache/hjepa
     image_size: int = 32
 
 
@@ -60,6 +62,8 @@ class RoomsDataConfig(DataConfig):
     door_width: float = 0.4
     max_speed: float = 0.12
     action_noise: float = 0.5
+    layout: str = "open"  # open: a doorway in every wall | maze: doorways only on a spanning tree of the rooms
+    layout_seed: int = 0  # which spanning tree (maze layout)
 
 
 @dataclass
@@ -99,6 +103,8 @@ class ModelConfig:
     pred_layers: int = 2
     pred_heads: int = 4
     action_dim_k: int = 16  # macro-action width at levels >= 1
+    macro_action_norm: str = "none"  # none | layer: LayerNorm over each window of lower actions (hjepa <= 0.1; it
+    #                                   erases the direction of a held 2-D action, so it is off by default)
     summarizer: str = "latents"  # levels >= 1 summarise lower latents, or re-encode raw frames
     topdown: str = "last"  # last | pred | none: what the level above passes down
     topdown_detach: bool = True  # no gradient from level k-1's loss into level k through context
@@ -110,6 +116,12 @@ class ModelConfig:
     attention_backend: str = "auto"  # auto | sdpa | xformers
     init_from: Optional[str] = None  # checkpoint path or MLflow run id to initialise weights
     freeze_level0: bool = False  # level 0's encoder gets no gradient (e.g. after init_from a masked run)
+    # temporal-distance (HILP) geometry of the latents, hjepa/models/geometry.py; weight 0 = off
+    geometry_weight: Optional[List[float]] = None  # per level, default all 0
+    geometry_discount: float = 0.95  # γ per step of each level's own clock
+    geometry_expectile: float = 0.9  # τ of the expectile regression
+    geometry_self_goal: float = 0.2  # fraction of goals equal to the state itself
+    geometry_random_goal: float = 0.3  # fraction of goals from other clips/steps of the batch (rest: same clip's future)
 
 
 # --------------------------------------------------------------------------- regulariser
@@ -194,6 +206,11 @@ class TrainConfig:
     progress: bool = True
     collapse_alarm_ratio: float = 0.2  # warn when RankMe < ratio · its first eval value
     collapse_stop: bool = False
+    precision: str = "fp32"  # fp32 | bf16 (autocast; losses, norms and optimizer state stay float32)
+    compile: bool = False  # torch.compile the forward + loss (backward compiled with it)
+    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs
+    channels_last: bool = False  # conv encoder in channels-last memory layout
+    data_on_device: str = "auto"  # auto | true | false: keep the training data on the device (auto: if it fits)
 
 
 @dataclass
@@ -225,7 +242,16 @@ class Config:
     out_dir: str = "."  # checkpoints go to <out_dir>/checkpoints; Hydra sets cwd per job
 
 
+def register_resolvers() -> None:
+    """``${hjepa.cache_dir:}``: the per-user cache root (``hjepa.paths.cache_root``), read when resolved."""
+    OmegaConf.register_new_resolver("hjepa.cache_dir", lambda: str(cache_root()), replace=True)
+
+
+register_resolvers()
+
+
 def register_configs() -> None:
+    register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="hjepa_schema", node=Config)
     cs.store(group="data", name="rooms", node=RoomsDataConfig)
@@ -258,10 +284,24 @@ def level_regularizers(reg: RegularizerConfig | DictConfig, depth: int) -> list[
     return list(reg.per_level) if reg.per_level is not None else [reg.name] * depth
 
 
+def check_no_missing_values(cfg: Config | DictConfig) -> None:
+    """A ``ConfigError`` naming the first mandatory key (``???``) left without a value, in any group."""
+    if not isinstance(cfg, DictConfig):
+        return
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        example = {"data.path": "data.path=my_episodes.npz (see docs/data.md)", "data": "data=rooms|multiscale|npz",
+                   "model": "model=default|flat", "regularizer": "regularizer=sigreg|ema|vicreg|none",
+                   "optim": "optim=adamw"}.get(missing[0], f"{missing[0]}=...")
+        also = f" (also missing: {', '.join(missing[1:])})" if len(missing) > 1 else ""
+        raise ConfigError(missing[0], "???", f"a value is required: set it on the command line, e.g. {example}{also}")
+
+
 def validate_config(cfg: Config | DictConfig) -> None:
     """Reject invalid values at start-up with the offending key and the allowed values."""
     from .regularizers import REGULARIZERS
 
+    check_no_missing_values(cfg)
     m, r, o, d, t = cfg.model, cfg.regularizer, cfg.optim, cfg.data, cfg.train
     if m.depth < 1:
         raise ConfigError("model.depth", m.depth, "must be an integer >= 1 (1 = flat JEPA)")
@@ -276,12 +316,13 @@ def validate_config(cfg: Config | DictConfig) -> None:
         raise ConfigError("data.clip_len", d.clip_len,
                           f"too short for strides {level_strides(m)[1:]}: the minimum length is {need} "
                           f"(2 steps at the top level); raise data.clip_len or lower model.depth/strides")
-    if d.episode_len < d.clip_len:
+    if d.name != "npz" and d.episode_len < d.clip_len:  # npz: the file's own length is checked on load
         raise ConfigError("data.episode_len", d.episode_len, f"must be >= data.clip_len={d.clip_len}")
     for key, val, allowed in (("model.encoder", m.encoder, ENCODERS), ("model.topdown", m.topdown, TOPDOWN_MODES),
                               ("model.pred_loss", m.pred_loss, PRED_LOSSES),
                               ("model.summarizer", m.summarizer, SUMMARIZERS),
                               ("model.encoder_norm", m.encoder_norm, ("none", "group")),
+                              ("model.macro_action_norm", m.macro_action_norm, ("none", "layer")),
                               ("model.target_norm", m.target_norm, TARGET_NORMS),
                               ("model.encoder_out_norm", m.encoder_out_norm or "none", ("none", "batch")),
                               ("model.attention_backend", m.attention_backend, ("auto", "sdpa", "xformers"))):
@@ -300,7 +341,18 @@ def validate_config(cfg: Config | DictConfig) -> None:
         raise ConfigError("regularizer.weight", r.weight, "must be >= 0 (and <= 1 for sigreg)")
     if not 0 <= r.ema_momentum <= r.ema_momentum_end <= 1:
         raise ConfigError("regularizer.ema_momentum", r.ema_momentum, "need 0 <= ema_momentum <= ema_momentum_end <= 1")
-    for key, lst in (("model.loss_weights", m.loss_weights), ("model.rollout_horizon", m.rollout_horizon)):
+    for key, val, lo, hi in (("model.geometry_discount", m.geometry_discount, 0.0, 1.0),
+                             ("model.geometry_expectile", m.geometry_expectile, 0.0, 1.0),
+                             ("model.geometry_self_goal", m.geometry_self_goal, 0.0, 1.0),
+                             ("model.geometry_random_goal", m.geometry_random_goal, 0.0, 1.0)):
+        if not lo < val < hi and not (key.endswith("goal") and lo <= val <= hi):
+            raise ConfigError(key, val, f"must lie in ({lo}, {hi})" if not key.endswith("goal") else "must lie in [0, 1]")
+    if m.geometry_self_goal + m.geometry_random_goal > 1:
+        raise ConfigError("model.geometry_random_goal", m.geometry_random_goal,
+                          f"model.geometry_self_goal + model.geometry_random_goal must be <= 1 "
+                          f"(self_goal is {m.geometry_self_goal})")
+    for key, lst in (("model.loss_weights", m.loss_weights), ("model.rollout_horizon", m.rollout_horizon),
+                     ("model.geometry_weight", m.geometry_weight)):
         if lst is not None and len(lst) != m.depth:
             raise ConfigError(key, list(lst), f"needs {m.depth} values, one per level")
         if lst is not None and any(v < 0 for v in lst):
@@ -319,6 +371,14 @@ def validate_config(cfg: Config | DictConfig) -> None:
             raise ConfigError(key, val, f"must be >= {lo}")
     if m.encoder in ("vit", "tubelet") and d.image_size % m.patch_size:
         raise ConfigError("model.patch_size", m.patch_size, f"must divide data.image_size={d.image_size}")
+    if d.name == "rooms" and d.layout not in ("open", "maze"):
+        raise ConfigError("data.layout", d.layout, "allowed values: open, maze")
+    for key, val, allowed in (("train.precision", t.precision, ("fp32", "bf16")),
+                              ("train.compile_mode", t.compile_mode,
+                               ("default", "reduce-overhead", "max-autotune-no-cudagraphs")),
+                              ("train.data_on_device", str(t.data_on_device).lower(), ("auto", "true", "false"))):
+        if val not in allowed:
+            raise ConfigError(key, val, f"allowed values: {', '.join(allowed)}")
     if m.pred_dim % m.pred_heads:
         raise ConfigError("model.pred_heads", m.pred_heads, f"must divide model.pred_dim={m.pred_dim}")
     if "objective" in cfg:

@@ -17,8 +17,24 @@ import torch
 import torch.distributed as td
 from torch import nn
 
-__all__ = ["rank", "world_size", "is_distributed", "is_main", "process_group", "device", "wrap", "all_finite",
+__all__ = ["DistributedSetupError", "check_gpus_for_processes", "rank", "world_size", "is_distributed", "is_main", "process_group", "device", "wrap", "all_finite",
            "any_true", "mean_dict", "broadcast_object", "barrier", "launched_by_torchrun"]
+
+
+class DistributedSetupError(RuntimeError):
+    """The launch cannot work on this machine (e.g. more processes than GPUs); the message says the fix."""
+
+
+def check_gpus_for_processes() -> None:
+    """Under nccl every process of a node needs its own GPU: ``DistributedSetupError`` naming the GPU
+    count and the fix when ``torchrun`` started more processes on this node than it has GPUs."""
+    procs = int(os.environ.get("LOCAL_WORLD_SIZE", "0")) or int(os.environ.get("LOCAL_RANK", "0")) + 1
+    gpus = torch.cuda.device_count()
+    if procs > gpus:
+        raise DistributedSetupError(
+            f"torchrun started {procs} processes on this node, but it has {gpus} GPU(s) and each process needs its "
+            f"own: use --nproc_per_node={gpus} (or fewer), or train on CPU processes with gloo (CUDA_VISIBLE_DEVICES= "
+            "and train.device=cpu)")
 
 
 def is_distributed() -> bool:
@@ -49,6 +65,7 @@ def process_group(timeout_s: float = 1800.0):
     if launched:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
+            check_gpus_for_processes()
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         td.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
     try:

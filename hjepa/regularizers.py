@@ -12,6 +12,7 @@ here as a zero penalty so that ``regularizer=ema`` reads the same as the others.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -21,6 +22,7 @@ __all__ = [
     "epps_pulley",
     "sigreg_statistic",
     "random_directions",
+    "hashed_directions",
     "SIGReg",
     "VICReg",
     "NoRegularizer",
@@ -34,6 +36,43 @@ def random_directions(dim: int, num: int, *, generator: torch.Generator | None =
     """``num`` unit vectors drawn uniformly on the sphere in R^dim, as columns: ``(dim, num)``."""
     a = torch.randn(dim, num, generator=generator, device=device, dtype=dtype)
     return a / a.norm(dim=0, keepdim=True).clamp_min(1e-12)
+
+
+_M32 = 0xFFFFFFFF
+
+
+def _mul32(x: Tensor, c: int) -> Tensor:
+    """``x · c mod 2³²`` for ``x`` in [0, 2³²) held in int64, without overflowing int64."""
+    hi, lo = x >> 16, x & 0xFFFF
+    return ((((hi * c) & 0xFFFF) << 16) + lo * c) & _M32
+
+
+def _hash32(x: Tensor) -> Tensor:
+    """A 32-bit integer mix (``lowbias32``) applied elementwise to int64 values in [0, 2³²)."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def hashed_directions(dim: int, num: int, key: Tensor, *, dtype=torch.float32) -> Tensor:
+    """``num`` unit directions in R^dim as columns ``(dim, num)``, a pure function of ``key``.
+
+    ``key`` is a 0-d int64 tensor (e.g. ``seed · 1_000_003 + call``) on the device where the
+    directions are needed: they are computed there by counter-based hashing and Box–Muller, with
+    no host round-trip and no generator state, so a compiled or CUDA-graphed step can draw fresh
+    directions every call, and every DDP rank draws the same ones.
+    """
+    idx = torch.arange(dim * num, device=key.device, dtype=torch.int64)
+    k = _hash32((key.to(torch.int64) * 0x9E3779B1) & _M32)
+    bits1 = _hash32((idx * 2 + k) & _M32)
+    bits2 = _hash32((idx * 2 + 1 + (k ^ 0x5BD1E995)) & _M32)
+    u1 = ((bits1 >> 8).to(torch.float32) + 0.5) * 2.0 ** -24  # (0, 1): log(u1) finite
+    u2 = (bits2 >> 8).to(torch.float32) * 2.0 ** -24
+    g = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2 * math.pi * u2)
+    a = g.reshape(dim, num)
+    return (a / a.norm(dim=0, keepdim=True).clamp_min(1e-12)).to(dtype)
 
 
 def _quadrature(num_knots: int, t_max: float, device, dtype) -> tuple[Tensor, Tensor]:
@@ -58,9 +97,32 @@ def epps_pulley(h: Tensor, *, num_knots: int = 17, t_max: float = 3.0) -> Tensor
     return _ep_from_ecf(re, im, t, w, h.shape[0])
 
 
+class _ECF(torch.autograd.Function):
+    """``cos`` and ``sin`` of ``h·t`` averaged over the rows, with a hand-written backward that
+    reuses the forward's ``cos``/``sin`` instead of evaluating them again (autograd's backward of
+    ``cos``/``sin`` recomputes ``sin``/``cos``): half the transcendental work of SIGReg."""
+
+    @staticmethod
+    def forward(ctx, h: Tensor, t: Tensor):
+        ht = h.unsqueeze(-1) * t  # (N, M, K)
+        c, s = torch.cos(ht), torch.sin(ht)
+        ctx.save_for_backward(c, s, t)
+        return c.mean(0), s.mean(0)
+
+    @staticmethod
+    def backward(ctx, g_re: Tensor, g_im: Tensor):
+        c, s, t = ctx.saved_tensors
+        n = c.shape[0]
+        # d re[m,k]/d h[n,m] = -t_k sin(h t_k) / N ;  d im[m,k]/d h[n,m] = t_k cos(h t_k) / N
+        grad_h = (c * (g_im * t) - s * (g_re * t)).sum(-1) / n
+        return grad_h, None
+
+
 def _ecf(h: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     """Real and imaginary parts of the empirical characteristic function of each column of
     ``h`` ``(N, M)`` at the knots ``t`` ``(K,)``: two ``(M, K)`` tensors."""
+    if torch.is_grad_enabled() and h.requires_grad:
+        return _ECF.apply(h, t)
     ht = h.unsqueeze(-1) * t  # (N, M, K)
     return torch.cos(ht).mean(0), torch.sin(ht).mean(0)
 
@@ -92,8 +154,9 @@ class SIGReg(nn.Module):
     """LeJEPA's SIGReg as a module. Directions are re-sampled at every call unless fixed.
 
     Under DDP the per-direction characteristic functions are averaged over ranks before the
-    statistic is formed, so the penalty is that of the global batch (directions are drawn from a
-    generator seeded identically on every rank, stepped once per call).
+    statistic is formed, so the penalty is that of the global batch. Directions are a pure function
+    of ``(seed, calls)`` computed on the embeddings' device (``hashed_directions``): identical on
+    every rank, restored exactly by a checkpoint, and drawn without a host-device sync.
     """
 
     def __init__(self, num_directions: int = 256, num_knots: int = 17, t_max: float = 3.0,
@@ -110,12 +173,16 @@ class SIGReg(nn.Module):
     def _directions(self, dim: int, device, dtype) -> Tensor:
         if self.fixed_directions is not None:
             return self.fixed_directions.to(device=device, dtype=dtype)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.calls))
-        self.calls += 1
-        return random_directions(dim, self.num_directions, generator=g).to(device=device, dtype=dtype)
+        key = self.calls.to(device) + self.seed * 1_000_003
+        self.calls.add_(1)
+        return hashed_directions(dim, self.num_directions, key, dtype=dtype)
 
     def forward(self, z: Tensor) -> Tensor:
-        """``z`` ``(N, D)`` → scalar penalty."""
+        """``z`` ``(N, D)`` → scalar penalty (computed in float32, also under bf16 autocast)."""
+        with torch.autocast(z.device.type, enabled=False):
+            return self._penalty(z.float())
+
+    def _penalty(self, z: Tensor) -> Tensor:
         a = self._directions(z.shape[1], z.device, z.dtype)
         t, w = _quadrature(self.num_knots, self.t_max, z.device, z.dtype)
         re, im = _ecf(z @ a, t)

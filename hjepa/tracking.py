@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Tracker", "resolve_tracking_uri", "flatten"]
+__all__ = ["Tracker", "resolve_tracking_uri", "flatten", "require_existing_store", "StoreNotFoundError"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,39 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+class StoreNotFoundError(LookupError):
+    """A read-only lookup named a local MLflow store that does not exist (nothing was created)."""
+
+
+def _local_store_path(uri: str) -> Path | None:
+    """The file behind ``sqlite:///…`` or the folder behind ``file:…``/a plain path; ``None`` for servers."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):])
+    if uri.startswith("file:"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(uri).path))
+    return None if "://" in uri else Path(uri)
+
+
+def require_existing_store(uri: str | None = None) -> str:
+    """The resolved tracking URI, after checking that a local store (SQLite file or ``file:`` folder)
+    exists: MLflow would otherwise create an empty one. ``StoreNotFoundError`` says where it looked and why."""
+    resolved = resolve_tracking_uri(uri)
+    local = _local_store_path(resolved)
+    if local is None or local.exists():
+        return resolved
+    if uri:
+        source = "the tracking URI given"
+    elif os.environ.get("MLFLOW_TRACKING_URI"):
+        source = "from $MLFLOW_TRACKING_URI"
+    else:
+        source = f"the default: mlflow.db in the working directory {Path.cwd()}, as $MLFLOW_TRACKING_URI is not set"
+    raise StoreNotFoundError(
+        f"no MLflow store at {local.absolute()} ({source}); nothing was created there. Point MLFLOW_TRACKING_URI "
+        "(or the tracking URI option) at the store the run was logged to, e.g. sqlite:////path/to/mlflow.db")
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

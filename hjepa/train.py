@@ -40,8 +40,10 @@ from .checkpoint import (CheckpointError, atomic_write_text, find_resumable, lat
                          load_checkpoint, quarantine, remove_stale_temp_files, rotate_checkpoints, save_checkpoint)
 from .config import ConfigError, register_configs, validate_config
 from .data import DataBundle, DataValidationError, build_data
+from .accel import DeviceBatches, TrainStep, build_adamw, data_fits_device
 from .models import momentum_schedule
 from .objectives import build_objective
+from .sweeps import sweep_id
 from .tracking import Tracker, flatten
 
 __all__ = ["Trainer", "TrainingError", "TrainingInterrupted", "train", "main", "lr_lambda", "seed_everything",
@@ -56,7 +58,7 @@ FALLBACK_METRICS_FILE = "metrics_fallback.jsonl"  # metrics written here when ML
 _RESUME_FREE_KEYS = ("train.resume", "train.progress", "train.device", "train.threads", "train.log_every",
                      "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints", "train.max_nonfinite",
                      "train.collapse_stop", "out_dir", "tracking.", "model.init_from", "data.cache_dir",
-                     "model.attention_backend")
+                     "model.attention_backend", "train.data_on_device", "train.compile", "train.channels_last")
 
 
 class TrainingError(RuntimeError):
@@ -199,10 +201,14 @@ class Trainer:
         self.model.to(self.device)
         self.ddp_model = dist.wrap(self.model, self.device)
         o = cfg.optim
-        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=o.lr,
-                                           betas=tuple(o.betas), weight_decay=o.weight_decay)
+        t = cfg.train
+        self.optimizer = build_adamw([p for p in self.model.parameters() if p.requires_grad], o, self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(o.warmup_steps, cfg.train.steps, o.min_lr_ratio))
+        self.stepper = TrainStep(self.model, self.optimizer, device=self.device, forward_model=self.ddp_model,
+                                 precision=t.precision, compile=t.compile, compile_mode=t.compile_mode,
+                                 grad_clip=o.grad_clip, defer_checks=self.device.type == "cuda" and self.world == 1,
+                                 all_finite=dist.all_finite, channels_last=t.channels_last, objective=self.objective)
         self.step = 0
         self.tracker = Tracker(cfg.tracking.enabled and self.is_main, cfg.tracking.uri, cfg.tracking.experiment,
                                fallback_path=self.out_dir / FALLBACK_METRICS_FILE)
@@ -378,25 +384,15 @@ class Trainer:
         because the loss or gradient was non-finite (on any rank)."""
         cfg = self.cfg
         obs, act = batch["obs"].to(self.device, non_blocking=True), batch["actions"].to(self.device, non_blocking=True)
-        total, level_logs = self.objective.step(self.ddp_model, obs, act)
-        self.optimizer.zero_grad(set_to_none=True)
-        if not dist.all_finite(total):
-            self._skip_schedule()
-            return None
-        total.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip if cfg.optim.grad_clip > 0
-                                               else float("inf"))
-        if not dist.all_finite(gnorm):
-            self.optimizer.zero_grad(set_to_none=True)
-            self._skip_schedule()
-            return None
-        self.optimizer.step()
-        self.scheduler.step()
         m = momentum_schedule(self.step, cfg.train.steps, cfg.regularizer.ema_momentum, cfg.regularizer.ema_momentum_end)
-        self.objective.update_targets(m)
+        losses = self.stepper.step(obs, act, m)  # the objective's forward + losses, backward, AdamW, EMA update
+        if losses is None:
+            self._skip_schedule()
+            return None
+        self.scheduler.step()
         # tensors, not floats: reading them back syncs a GPU, so that waits for the logging steps
-        return {"train/loss": total.detach(), "train/grad_norm": gnorm.detach(),
-                "train/lr": self.scheduler.get_last_lr()[0], **level_logs}
+        return {"train/loss": losses.total, "train/grad_norm": losses.grad_norm,
+                "train/lr": self.scheduler.get_last_lr()[0], **losses.logs}
 
     def _skip_schedule(self) -> None:
         """A skipped step still advances the LR schedule: the LR stays a function of the step."""
@@ -433,6 +429,9 @@ class Trainer:
             log.info("the run is already complete (step %d of %d)", self.step, total)
         loader = self.data.train_loader(cfg.seed, start_step=self.step, num_steps=max(total - self.step, 0),
                                         rank=self.rank, world_size=self.world)
+        if data_fits_device(cfg.train.data_on_device, self.data.train, self.device):
+            loader = DeviceBatches(self.data.train, loader.batch_sampler, self.device)
+        self.stepper.set_skipped(self.nonfinite_total, self.nonfinite_streak)
         # a DataLoader iterator draws a base seed from the global RNG: keep that out of the RNG stream, so
         # the stream is the same whether the loop started at step 0 or at a resumed step
         rng = torch.get_rng_state()
@@ -452,6 +451,7 @@ class Trainer:
                         self.nonfinite_streak = 0
                         steps_done += 1
                         if self.step % cfg.train.log_every == 0 or self.step == total:
+                            self._fold_deferred_nonfinite()
                             logs = dist.mean_dict(logs)
                             logs["train/steps_per_s"] = steps_done / max(time.time() - t0, 1e-9)
                             if self.nonfinite_total:
@@ -502,6 +502,13 @@ class Trainer:
         raise TrainingInterrupted(
             f"{name}: stopped at step {self.step}; checkpoint {path if path else '(none: weights not finite)'}. "
             f"Resume with the same output directory ({self.out_dir}) and train.resume=true", signum)
+
+    def _fold_deferred_nonfinite(self) -> None:
+        """CUDA: the skip counts kept on the device (``TrainStep``) are read on logging steps only."""
+        total, streak = self.stepper.read_skipped() if self.stepper.defer_checks else (0, 0)
+        if total > self.nonfinite_total:
+            self.nonfinite_total, self.nonfinite_streak = total - 1, max(streak - 1, 0)
+            self._on_nonfinite()
 
     def _on_nonfinite(self) -> None:
         """Called after a skipped step (``self.step`` already counts it)."""
@@ -577,7 +584,7 @@ def _hydra_tags() -> dict[str, str]:
         return {}
     tags = {"hjepa.overrides": " ".join(hc.overrides.task) or "(none)", "hjepa.output_dir": hc.runtime.output_dir}
     if str(hc.mode) == "RunMode.MULTIRUN":
-        tags["hjepa.sweep_id"] = os.environ.get("HJEPA_SWEEP_ID") or str(Path(hc.sweep.dir).as_posix())
+        tags["hjepa.sweep_id"] = sweep_id(hc.sweep.dir)
         tags["hjepa.job_num"] = str(hc.job.num)
     return tags
 
@@ -609,10 +616,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         with dist.process_group():
             prefix = f"[rank {dist.rank()}] " if dist.is_distributed() else ""
             metrics = train(cfg)
-    except (ConfigError, DataValidationError, CheckpointError, TrainingError) as e:
+    except (ConfigError, DataValidationError, CheckpointError, TrainingError, dist.DistributedSetupError) as e:
         # user errors: a clear message and a non-zero exit, no traceback (Hydra would print one)
         print(f"hjepa-train: {prefix}error: {e}", file=sys.stderr, flush=True)
-        code = 2 if isinstance(e, (ConfigError, DataValidationError)) else getattr(e, "exit_code", 1)
+        code = 2 if isinstance(e, (ConfigError, DataValidationError, dist.DistributedSetupError)) else \
+            getattr(e, "exit_code", 1)
         sys.exit(code)
     except KeyboardInterrupt:
         print(f"hjepa-train: {prefix}aborted (Ctrl-C) without saving; earlier checkpoints are kept",

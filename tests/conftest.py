@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -6,6 +7,10 @@ import torch
 # Tests run on 2 CPU cores in CI: keep torch from oversubscribing them.
 torch.set_num_threads(min(2, torch.get_num_threads()))
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+# Tests keep generated data and checkpoints fetched from MLflow in the repository's git-ignored
+# .cache/hjepa (reused between sessions), not in the user's cache; a test needing another place sets
+# HJEPA_CACHE itself.
+os.environ.setdefault("HJEPA_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "hjepa"))
 
 
 @pytest.fixture

@@ -193,7 +193,8 @@ def _png(path: Path, min_bytes: int = 15_000) -> None:
 def test_hjepa_analyze_cli_writes_pngs_and_logs_artifacts(store, capsys):
     out = store.root / "ana_cli"
     assert analyze_main([f"run={store.sigreg_run}", f"out={out}", "--resolution", "25"]) == 0
-    names = ["spectra", "energy_hist", "landscape_pca", "landscape_random", "interpolation", "training_curves"]
+    names = ["spectra", "energy_hist", "landscape_pca", "landscape_random", "interpolation", "training_curves",
+             "world_energy"]
     for n in names:
         _png(out / f"{n}.png")
     summary = json.loads((out / "summary.json").read_text())
@@ -201,7 +202,12 @@ def test_hjepa_analyze_cli_writes_pngs_and_logs_artifacts(store, capsys):
     assert summary["levels"][0]["rankme"] > 10
     artifacts = {a.path for a in mlflow_io.client(store.uri).list_artifacts(store.sigreg_run, "analysis")}
     assert {f"analysis/{n}.png" for n in names} | {"analysis/summary.json"} <= artifacts
-    assert "RankMe" in capsys.readouterr().out
+    rho = summary["geodesic_spearman"]
+    assert len(rho) == 2 and all(-1 <= r <= 1 for r in rho)
+    logged = mlflow_io.get_run(store.sigreg_run, store.uri).metrics
+    assert [logged[f"analysis/level{k}/geodesic_spearman"] for k in range(2)] == pytest.approx(rho)
+    printed = capsys.readouterr().out
+    assert "RankMe" in printed and "geodesic distance (Spearman" in printed
     # errors are one clear line and a non-zero exit
     assert analyze_main(["run=0123456789abcdef0123456789abcdef", f"out={out}"]) == 1
     assert "error" in capsys.readouterr().err

@@ -53,3 +53,52 @@ def test_cli_rejects_bad_config_without_traceback(tmp_path, args, fragment):
     assert fragment in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "mlflow.db").exists()  # nothing started for a rejected config
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["data=npz"], "data.path"),
+    (["model.latent_dim=???"], "model.latent_dim"),
+    (["optim.lr=???"], "optim.lr"),
+    (["train.steps=???", "regularizer.weight=???"], "regularizer.weight"),  # the first, sorted; both named
+    (["~data"], "data"),  # a whole group removed
+])
+def test_missing_mandatory_values_are_config_errors(overrides, key):
+    with pytest.raises(ConfigError) as e:
+        compose(overrides)
+    assert e.value.key == key and e.value.value == "???"
+    assert str(e.value).startswith(f"invalid config: {key}='???' — a value is required")
+    if len(overrides) == 2:
+        assert "also missing: train.steps" in str(e.value)
+    if key == "data":
+        assert "e.g. data=rooms|multiscale|npz" in str(e.value)
+
+
+def test_cli_missing_data_path_is_one_clear_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "hjepa.train", "data=npz"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("hjepa-train: error: invalid config: data.path='???' — a value is required: set it "
+                                   "on the command line, e.g. data.path=my_episodes.npz (see docs/data.md)")
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_analyze_reports_a_stored_config_with_a_missing_value(tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    from hjepa.analyze import main as analyze_main
+    from hjepa.checkpoint import save_checkpoint
+
+    cfg = OmegaConf.create(OmegaConf.to_container(compose(), resolve=True))
+    cfg.data.path = "???"
+    save_checkpoint({"model": {}, "config": OmegaConf.to_yaml(cfg), "data": {"obs_shape": [3, 32, 32],
+                     "action_dim": 2}}, tmp_path / "run" / "checkpoints", 5)
+    assert analyze_main([f"run={tmp_path / 'run'}", "--no-log"]) == 2
+    assert capsys.readouterr().err.strip().startswith(
+        "hjepa-analyze: error: invalid config: data.path='???' — a value is required")
+
+
+def test_npz_clip_len_is_checked_against_the_file_not_data_episode_len():
+    cfg = compose(["data=npz", "data.path=episodes.npz", "data.clip_len=80"])  # data.episode_len (64) plays no role
+    assert cfg.data.clip_len == 80
+    with pytest.raises(ConfigError, match="data.episode_len"):
+        compose(["data.clip_len=80"])  # a generated env: episodes must hold a clip

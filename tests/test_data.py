@@ -297,6 +297,18 @@ def test_load_npz_rejects_bad_arrays(tmp_path, kind, needles):
         assert needle in msg, msg
 
 
+def test_length_mismatch_names_only_the_arrays_given(tmp_path):
+    a = _valid_arrays()
+    del a["state"]
+    a["actions"] = a["actions"][:, :7]
+    np.savez(tmp_path / "episodes.npz", **a)
+    with pytest.raises(DataValidationError) as e:
+        load_npz(tmp_path / "episodes.npz")
+    msg = str(e.value)
+    assert "obs (6, 10), actions (6, 7) must agree on (num_episodes, episode_len): actions does not match obs" in msg
+    assert "state" not in msg.split("episodes.npz")[1] and "docs/data.md" in msg
+
+
 def test_load_npz_missing_file(tmp_path):
     with pytest.raises(DataValidationError, match="file not found"):
         load_npz(tmp_path / "nope.npz")

@@ -82,3 +82,33 @@ def test_global_batch_must_split_evenly_over_ranks(tmp_path):
     out = proc.stdout + proc.stderr
     assert "invalid config: data.batch_size=7" in out and "divisible by the number of processes (2)" in out
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("gpus", [0, 1])
+def test_more_processes_than_gpus_is_a_clear_user_error(gpus, monkeypatch, capsys, tmp_path):
+    """``torchrun --nproc_per_node=2 -m hjepa.train train.device=cuda`` on a one-GPU machine: no CUDA
+    traceback, one line naming the GPU count and the fix, exit code 2 (GPUs faked by monkeypatching)."""
+    import warnings
+
+    from hjepa import distributed as dist
+    from hjepa.api import compose
+    from hjepa.train import _hydra_main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda *_: pytest.fail("set_device reached"))
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # _hydra_main replaces it
+    for k, v in dict(WORLD_SIZE="2", RANK="1", LOCAL_RANK="1", LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                     MASTER_PORT="29999").items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(dist.DistributedSetupError) as e:
+        with dist.process_group():
+            pass
+    assert f"2 processes on this node, but it has {gpus} GPU(s)" in str(e.value)
+    assert f"--nproc_per_node={gpus}" in str(e.value)
+    with pytest.raises(SystemExit) as ex:
+        _hydra_main(compose(["train.device=cuda"], out_dir=str(tmp_path)))
+    assert ex.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error: torchrun started 2 processes on this node, but it has" in err[0]
+    assert not dist.is_distributed()

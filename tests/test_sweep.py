@@ -34,6 +34,11 @@ def test_multirun_depth_sweep_is_one_mlflow_sweep(tmp_path, tmp_tracking):
     assert len(runs) == 3
     sweep_ids = {r.data.tags["hjepa.sweep_id"] for r in runs}
     assert len(sweep_ids) == 1 and next(iter(sweep_ids)).startswith("multirun/")
+    # the end of the multirun names the sweep id and the command that compares its runs
+    sid = next(iter(sweep_ids))
+    assert f"  sweep id      : {sid}\n" in proc.stdout
+    assert f"  compare runs  : hjepa-analyze sweep={sid}\n" in proc.stdout
+    assert proc.stdout.index("hjepa sweep finished") > proc.stdout.rindex("MLflow run id")  # after the last job
     assert sorted(int(r.data.params["model.depth"]) for r in runs) == [1, 2, 3]
     for r in runs:
         depth = int(r.data.params["model.depth"])
@@ -74,3 +79,24 @@ def test_depth2_top_level_reads_gravity_better_than_level0_and_flat(tmp_path, tm
         for k in range(depth):
             r2[(depth, k)] = (m[f"eval/level{k}/probe_r2/slow_gravity_x"] + m[f"eval/level{k}/probe_r2/slow_gravity_y"]) / 2
     assert r2[(2, 1)] > r2[(2, 0)] and r2[(2, 1)] > r2[(1, 0)]
+
+
+def test_help_header_lists_groups_keys_and_points_to_the_readme(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "hjepa.train", "--help"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    head = proc.stdout[:3000]
+    assert proc.stdout.startswith("hjepa-train: train a hierarchical")
+    for fragment in ("data=rooms|multiscale|npz", "model=default|flat", "regularizer=sigreg|ema|vicreg|none",
+                     "experiment=depth_ablation", "model.depth=2", "train.steps=300", "hjepa-train -m"):
+        assert fragment in head, fragment
+    assert "README.md" in proc.stdout and "sweep=<sweep id>|latest" in proc.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_sweep_summary_lines():
+    from hjepa.sweeps import summary_lines, sweep_id
+
+    assert sweep_id("multirun/2026-11-27/05-10-00") == "multirun/2026-11-27/05-10-00"
+    lines = summary_lines("multirun/a b", "sqlite:////x/mlflow.db")
+    assert "  compare runs  : hjepa-analyze sweep='multirun/a b' --tracking-uri sqlite:////x/mlflow.db" in lines

@@ -1,4 +1,4 @@
-"""Executable checks of the theory behind the design (DESIGN.md §8); see theory/README.md.
+"""Executable checks of the theory behind the design (docs/design.md §8); see theory/README.md.
 
 Every test asserts measured numbers against closed forms with explicit tolerances. Random
 inputs are seeded; hypothesis runs derandomised so a pass is reproducible.

@@ -1,4 +1,4 @@
-"""Executable checks of the theory behind hjepa (DESIGN.md §8); each claim is tied to a test in
+"""Executable checks of the theory behind hjepa (docs/design.md §8); each claim is tied to a test in
 ``tests/test_theory.py`` — see ``theory/README.md``.
 
 * :mod:`theory.lejepa` — isotropic Gaussian embeddings are minimax for linear probes; slicing

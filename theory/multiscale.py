@@ -7,7 +7,7 @@ A component ``dx_i = −x_i/τ_i dt + √(2σ_i²/τ_i) dW_i`` is stationary Gau
 
     R²_i(h) = 1 − E[(x_i(t+h) − e^{−h/τ_i} x_i(t))²] / σ_i² = e^{−2h/τ_i}.
 
-So the "fraction predictable at horizon h" of DESIGN.md §8, ``e^{−h/τ_i}``, is the *correlation*
+So the "fraction predictable at horizon h" of docs/design.md §8, ``e^{−h/τ_i}``, is the *correlation*
 between the present and the future; the fraction of *variance* predictable is its square
 ``e^{−2h/τ_i}``. Both are provided and named explicitly.
 

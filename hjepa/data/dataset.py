@@ -41,7 +41,8 @@ def _rooms(cfg, num_episodes: int, seed: int) -> Trajectories:
     from .rooms import generate_rooms
 
     return generate_rooms(num_episodes, cfg.episode_len, seed, grid=tuple(cfg.grid), door_width=cfg.door_width,
-                          max_speed=cfg.max_speed, image_size=cfg.image_size, action_noise=cfg.action_noise)
+                          max_speed=cfg.max_speed, image_size=cfg.image_size, action_noise=cfg.action_noise,
+                          layout=cfg.layout, layout_seed=cfg.layout_seed)
 
 
 @register_env("multiscale")
@@ -133,7 +134,9 @@ class ClipDataset(Dataset):
 
     def __init__(self, traj: Trajectories, clip_len: int, stride: int = 1):
         if traj.episode_len < clip_len:
-            raise DataValidationError(f"episodes have {traj.episode_len} steps, fewer than data.clip_len={clip_len}")
+            raise DataValidationError(f"episodes have {traj.episode_len} steps, fewer than data.clip_len={clip_len}: "
+                                      "lower data.clip_len (the model needs 2 steps at its top level) or use longer "
+                                      "episodes")
         self.traj, self.clip_len = traj, clip_len
         self.obs = torch.from_numpy(np.ascontiguousarray(traj.obs))
         self.actions = torch.from_numpy(np.ascontiguousarray(traj.actions))

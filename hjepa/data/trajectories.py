@@ -50,10 +50,16 @@ class Trajectories:
             raise DataValidationError(f"{source}: 'actions' must have shape (N, L, A), got {act.shape}")
         if st.ndim != 3:
             raise DataValidationError(f"{source}: 'state' must have shape (N, L, F), got {st.shape}")
-        if act.shape[:2] != obs.shape[:2] or st.shape[:2] != obs.shape[:2]:
+        # 'state' is named only when it was given (an npz without it gets an empty (N, L, 0) one)
+        given = [("obs", obs), ("actions", act)] + ([("state", st)] if st.shape[2] or st.shape[:2] != obs.shape[:2]
+                                                    else [])
+        differ = [name for name, arr in given[1:] if arr.shape[:2] != obs.shape[:2]]
+        if differ:
+            shapes = ", ".join(f"{name} {tuple(arr.shape[:2])}" for name, arr in given)
             raise DataValidationError(
-                f"{source}: obs {obs.shape[:2]}, actions {act.shape[:2]} and state {st.shape[:2]} "
-                "must agree on (num_episodes, episode_len)")
+                f"{source}: {shapes} must agree on (num_episodes, episode_len): {' and '.join(differ)} "
+                f"{'does' if len(differ) == 1 else 'do'} not match obs; give one row per episode and one entry per "
+                "step (see docs/data.md)")
         if len(self.factor_names) != st.shape[2]:
             raise DataValidationError(
                 f"{source}: {len(self.factor_names)} factor names for {st.shape[2]} state columns")

@@ -3,6 +3,9 @@
 ``sdpa`` (torch's ``scaled_dot_product_attention``) is the default everywhere; ``xformers``'s
 memory-efficient attention is used when the backend is ``auto`` or ``xformers``, xformers is
 importable, and the tensors live on CUDA (xformers has no CPU kernels).
+
+The backend is resolved once, when the module is built (whether xformers can be used at all);
+``forward`` only reads the tensor's device, so ``torch.compile`` traces it without a graph break.
 """
 
 from __future__ import annotations
@@ -47,13 +50,23 @@ class SelfAttention(nn.Module):
         super().__init__()
         if dim % heads:
             raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
+        if backend not in ("auto", "sdpa", "xformers"):
+            raise ValueError(f"unknown attention backend {backend!r}; choose auto, sdpa or xformers")
         self.heads, self.backend = heads, backend
+        # resolved here, once: True when xformers may serve CUDA tensors (never looked up in forward)
+        self.xformers_on_cuda = backend != "sdpa" and xformers_available()
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, causal: bool = False) -> Tensor:
+    def forward(self, x: Tensor, causal: bool = False, cache: dict | None = None) -> Tensor:
+        """``cache`` (incremental causal decoding): a dict holding the keys/values of earlier tokens;
+        ``x`` are the next tokens, which attend to the cached ones and causally to each other."""
         q, k, v = self.qkv(x).chunk(3, dim=-1)
-        if resolve_backend(self.backend, x.device) == "xformers":
+        if cache is not None:
+            return self.proj(self._attend_cached(q, k, v, cache))
+        if self.backend == "xformers" and not (x.is_cuda and self.xformers_on_cuda):
+            resolve_backend(self.backend, x.device)  # raises the explanatory error
+        if self.xformers_on_cuda and x.is_cuda:
             import xformers.ops as xops
 
             q, k, v = (rearrange(t, "b l (h d) -> b l h d", h=self.heads) for t in (q, k, v))
@@ -66,6 +79,18 @@ class SelfAttention(nn.Module):
             out = rearrange(out, "b h l d -> b l (h d)")
         return self.proj(out)
 
+    def _attend_cached(self, q: Tensor, k: Tensor, v: Tensor, cache: dict) -> Tensor:
+        q, k, v = (rearrange(t, "b l (h d) -> b h l d", h=self.heads) for t in (q, k, v))
+        if "k" in cache:
+            k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
+        cache["k"], cache["v"] = k, v
+        new, total = q.shape[2], k.shape[2]
+        mask = None
+        if new > 1:  # causal among the new tokens, all cached tokens visible
+            mask = torch.arange(new, device=q.device)[:, None] + (total - new) >= torch.arange(total, device=q.device)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return rearrange(out, "b h l d -> b l (h d)")
+
 
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(LN x)``, ``x + MLP(LN x)``."""
@@ -77,6 +102,6 @@ class Block(nn.Module):
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
-    def forward(self, x: Tensor, causal: bool = False) -> Tensor:
-        x = x + self.attn(self.norm1(x), causal=causal)
+    def forward(self, x: Tensor, causal: bool = False, cache: dict | None = None) -> Tensor:
+        x = x + self.attn(self.norm1(x), causal=causal, cache=cache)
         return x + self.mlp(self.norm2(x))

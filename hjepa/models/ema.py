@@ -19,12 +19,17 @@ class EMATarget(nn.Module):
         self.module.requires_grad_(False)
 
     @torch.no_grad()
-    def update(self, online: nn.Module, momentum: float) -> None:
+    def update(self, online: nn.Module, momentum: float | torch.Tensor) -> None:
+        """``momentum`` a number, or a 0-d tensor on the weights' device (no host read)."""
         tgt = list(self.module.parameters())
         src = list(online.parameters())
         if len(tgt) != len(src):
             raise RuntimeError("EMA target and online module have different parameter lists")
-        torch._foreach_lerp_(tgt, src, 1.0 - momentum)
+        if isinstance(momentum, torch.Tensor):  # θ̄·m + θ·(1 − m), m read on the device
+            torch._foreach_mul_(tgt, momentum)
+            torch._foreach_add_(tgt, torch._foreach_mul(src, 1.0 - momentum))
+        else:
+            torch._foreach_lerp_(tgt, src, 1.0 - momentum)
         for bt, bs in zip(self.module.buffers(), online.buffers()):
             bt.copy_(bs)
 

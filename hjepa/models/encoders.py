@@ -53,8 +53,11 @@ class ConvEncoder(_PerStep):
         with torch.no_grad():
             flat = self.net(torch.zeros(1, c, h, w)).numel()
         self.head = nn.Linear(flat, dim)
+        self.channels_last = False  # set by hjepa.accel.set_channels_last (train.channels_last)
 
     def encode_frames(self, x: Tensor) -> Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.head(self.net(x).flatten(1))
 
 
@@ -106,8 +109,10 @@ def build_frame_encoder(name: str, obs_shape: tuple[int, ...], dim: int, width: 
     if name not in FRAME_ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; choose one of {sorted(FRAME_ENCODERS)}")
     if name in ("conv", "vit", "tubelet") and len(obs_shape) != 3:
-        raise ValueError(f"encoder {name!r} needs image observations (C, H, W), got per-step shape {obs_shape}; "
-                         "use model.encoder=mlp for vector data")
+        from ..config import ConfigError  # a user error: the CLI prints it as one line
+
+        raise ConfigError("model.encoder", name, f"needs image observations (C, H, W), but the data's per-step shape "
+                          f"is {tuple(obs_shape)}: use model.encoder=mlp for vector data")
     if name == "vit":
         return ViTEncoder(obs_shape, dim, width=max(width, 64), patch_size=patch_size, layers=vit_layers,
                           heads=heads, backend=backend)
@@ -127,11 +132,14 @@ class WindowEncoder(nn.Module):
     macro-actions.
     """
 
-    def __init__(self, window: int, dim_in: int, dim_out: int, hidden: int = 256):
+    def __init__(self, window: int, dim_in: int, dim_out: int, hidden: int = 256, input_norm: bool = True):
         super().__init__()
         self.window = window
-        self.net = nn.Sequential(nn.LayerNorm(window * dim_in), nn.Linear(window * dim_in, hidden), nn.GELU(),
-                                 nn.Linear(hidden, dim_out))
+        # LayerNorm over a flattened window suits latents, but it erases what a window of low-dimensional
+        # actions says: a 2-D action held for the window, (ax, ay, ax, ay, …), normalises to the same
+        # vector for every action with the same sign of ax − ay. Macro-action encoders use input_norm=False.
+        norm = nn.LayerNorm(window * dim_in) if input_norm else nn.Identity()
+        self.net = nn.Sequential(norm, nn.Linear(window * dim_in, hidden), nn.GELU(), nn.Linear(hidden, dim_out))
 
     def forward(self, x: Tensor) -> Tensor:
         n = x.shape[1] // self.window

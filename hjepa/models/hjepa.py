@@ -10,6 +10,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..config import level_regularizers, level_strides
+from .geometry import GeometryConfig, temporal_distance_loss
 from .level import Level, prediction_distance
 
 __all__ = ["HJEPA", "JEPAOutput", "LossOutput", "build_hjepa"]
@@ -37,18 +38,20 @@ class LossOutput:
     pred: list[Tensor] = field(default_factory=list)  # per-level prediction loss (teacher-forced + rollout)
     reg: list[Tensor] = field(default_factory=list)  # per-level raw regulariser value
     rollout: list[Tensor | None] = field(default_factory=list)
+    geometry: list[Tensor | None] = field(default_factory=list)  # per-level temporal-distance loss (if on)
 
 
 class HJEPA(nn.Module):
     """N stacked levels. Depth 1 is a flat action-conditioned JEPA.
 
-    Data flow (see DESIGN.md §2): bottom-up encoders level 0 → N−1, then predictors top-down
+    Data flow (see docs/design.md §2): bottom-up encoders level 0 → N−1, then predictors top-down
     N−1 → 0 so each level can be conditioned on the level above.
     """
 
     def __init__(self, levels: list[Level], strides: list[int], *, pred_loss: str = "l2",
                  loss_weights: list[float] | None = None, rollout_horizon: list[int] | None = None,
-                 reg_weight: float = 0.1, topdown_detach: bool = True, detach_bottom_up: bool = False):
+                 reg_weight: float = 0.1, topdown_detach: bool = True, detach_bottom_up: bool = False,
+                 geometry_weight: list[float] | None = None, geometry: GeometryConfig = GeometryConfig()):
         super().__init__()
         self.levels = nn.ModuleList(levels)
         self.strides = list(strides)
@@ -57,6 +60,8 @@ class HJEPA(nn.Module):
         self.rollout_horizon = list(rollout_horizon) if rollout_horizon is not None else [0] * len(levels)
         self.reg_weight = reg_weight
         self.topdown_detach, self.detach_bottom_up = topdown_detach, detach_bottom_up
+        self.geometry_weight = list(geometry_weight) if geometry_weight is not None else [0.0] * len(levels)
+        self.geometry = geometry
 
     @property
     def depth(self) -> int:
@@ -168,6 +173,11 @@ class HJEPA(nn.Module):
             reg = lvl.regularizer(rearrange(out.z[k], "b t d -> (b t) d"))
             lam = self.reg_weight
             level_loss = (1 - lam) * pred + lam * reg if lvl.reg_name == "sigreg" else pred + lam * reg
+            geo = None
+            if self.geometry_weight[k] > 0:  # temporal-distance geometry of the latents (models/geometry.py)
+                geo = temporal_distance_loss(out.z[k], self.geometry)
+                level_loss = level_loss + self.geometry_weight[k] * geo
+            res.geometry.append(geo.detach() if geo is not None else None)
             total = total + self.loss_weights[k] * level_loss
             res.pred.append(pred.detach())
             res.reg.append(reg.detach())
@@ -203,4 +213,6 @@ def build_hjepa(model_cfg, reg_cfg, obs_shape: tuple[int, ...], action_dim: int)
     return HJEPA(levels, strides, pred_loss=model_cfg.pred_loss,
                  loss_weights=model_cfg.loss_weights, rollout_horizon=model_cfg.rollout_horizon,
                  reg_weight=reg_cfg.weight, topdown_detach=model_cfg.topdown_detach,
-                 detach_bottom_up=model_cfg.detach_bottom_up)
+                 detach_bottom_up=model_cfg.detach_bottom_up, geometry_weight=model_cfg.geometry_weight,
+                 geometry=GeometryConfig(model_cfg.geometry_discount, model_cfg.geometry_expectile,
+                                         model_cfg.geometry_self_goal, model_cfg.geometry_random_goal))

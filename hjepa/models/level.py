@@ -16,7 +16,10 @@ __all__ = ["Level", "prediction_distance", "macro_action_windows", "topdown_cont
 
 
 def prediction_distance(pred: Tensor, target: Tensor, kind: str = "l2") -> Tensor:
-    """Per-step distance ``D(ẑ, z̄)`` averaged over the latent dimension: ``(..., D)`` → ``(...)``."""
+    """Per-step distance ``D(ẑ, z̄)`` averaged over the latent dimension: ``(..., D)`` → ``(...)``.
+
+    Computed in float32 whatever the inputs' precision (bf16 under autocast)."""
+    pred, target = pred.float(), target.float()
     if kind == "l2":
         return (pred - target).square().mean(-1)
     if kind == "l1":
@@ -105,7 +108,8 @@ class Level(nn.Module):
             window = span if self.uses_frames else stride
             self.encoder = (nn.Sequential(frame_encoder(), WindowEncoder(window, d, d)) if self.uses_frames
                             else WindowEncoder(window, d, d))
-            self.action_encoder = WindowEncoder(stride, action_dim_in, action_dim)
+            self.action_encoder = WindowEncoder(stride, action_dim_in, action_dim,
+                                                input_norm=m.macro_action_norm == "layer")
         if out_norm == "batch":
             self.encoder = nn.Sequential(self.encoder, BatchStandardize(d))
         elif out_norm != "none":

@@ -43,14 +43,24 @@ class LevelPredictor(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, dim)
 
-    def forward(self, z: Tensor, a: Tensor, ctx: Tensor | None = None) -> Tensor:
+    def forward(self, z: Tensor, a: Tensor, ctx: Tensor | None = None, cache: list[dict] | None = None) -> Tensor:
+        """``cache`` (from ``new_cache``) makes the call incremental: ``z, a, ctx`` are the next steps
+        after those already fed through the same cache, and only their outputs are computed."""
         if a.shape[:2] != z.shape[:2]:
             raise ValueError(f"actions {tuple(a.shape)} and latents {tuple(z.shape)} disagree on (B, T)")
-        h = self.z_in(z) + self.a_in(a) + sinusoidal_positions(z.shape[1], self.width, z.device, z.dtype)
+        start = cache[0].get("len", 0) if cache is not None else 0
+        pos = sinusoidal_positions(start + z.shape[1], self.width, z.device, z.dtype)[start:]
+        h = self.z_in(z) + self.a_in(a) + pos
         if self.c_in is not None:
             if ctx is None:
                 raise ValueError("this level was built with top-down context; pass ctx (B, T, D_ctx)")
             h = h + self.c_in(ctx)
-        for blk in self.blocks:
-            h = blk(h, causal=True)
+        if cache is not None:
+            cache[0]["len"] = start + z.shape[1]
+        for i, blk in enumerate(self.blocks):
+            h = blk(h, causal=True, cache=cache[i + 1] if cache is not None else None)
         return self.out(self.norm(h))
+
+    def new_cache(self) -> list[dict]:
+        """An empty incremental-decoding cache: step count, then keys/values per block."""
+        return [{"len": 0}] + [{} for _ in self.blocks]

@@ -38,6 +38,8 @@ class NextStepObjective(Objective):
             logs[f"train/level{k}/reg_loss"] = losses.reg[k]
             if losses.rollout[k] is not None:
                 logs[f"train/level{k}/rollout_loss"] = losses.rollout[k]
+            if getattr(losses, "geometry", None) and losses.geometry[k] is not None:
+                logs[f"train/level{k}/geometry_loss"] = losses.geometry[k]
         return losses.total, logs
 
     def evaluate(self, batch, factor_names, device: torch.device) -> dict[str, float]:

@@ -1,0 +1,103 @@
+"""Typed configuration of ``hjepa-plan`` (registered in Hydra's ConfigStore, validated at start-up)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+from ..config import ConfigError, TrackingConfig, check_no_missing_values
+
+__all__ = ["PlannerConfig", "PlanEvalConfig", "PlanEnvConfig", "PlanConfig", "register_plan_configs",
+           "validate_plan_config"]
+
+
+@dataclass
+class PlannerConfig:
+    name: str = "flat"  # flat | hierarchical | oracle | random | straight
+    optimizer: str = "cem"  # cem | mppi
+    samples: int = 128  # candidates per episode and iteration
+    iterations: int = 4
+    elites: int = 16  # CEM
+    temperature: float = 0.05  # MPPI
+    init_std: float = 1.0
+    min_std: float = 0.05
+    horizon: int = 12  # flat / oracle planning horizon (primitive steps)
+    top_horizon: int = 4  # hierarchical: steps of the top level's own clock
+    replan_every: int = 2  # execute this many actions of each plan
+    cost: str = "sum"  # sum (mean over the predicted steps: get there early) | terminal (last step only)
+    goal_weight: float = 1.0  # hierarchical: weight of a lower level's own energy to the goal
+    macro: str = "held"  # hierarchical: search macro-actions as held primitive chunks | in the learned latent space
+    oracle_cost: str = "euclidean"  # oracle: euclidean | doorways
+
+
+@dataclass
+class PlanEvalConfig:
+    episodes: int = 50  # per room-graph distance
+    seed: int = 0  # start/goal pairs and the planner's sampling
+    distances: Optional[List[int]] = None  # default: 0 .. the map's largest
+    max_steps: int = 150
+    success_radius: float = 0.1  # room widths
+    batch_episodes: int = 0  # episodes planned together (0 = all)
+    filmstrip_episodes: int = 4
+    energy_map: bool = True  # with a model: world-state energy maps + per-level Spearman with geodesic distance
+    goal: Optional[List[float]] = None  # plan one episode to this world position [x, y] instead
+    start: Optional[List[float]] = None  # ...from here (default: the centre of room 0)
+
+
+@dataclass
+class PlanEnvConfig:
+    """The world for model-free planners; with ``run=`` it is taken from the run's data config."""
+
+    grid: List[int] = field(default_factory=lambda: [3, 3])
+    layout: str = "maze"
+    layout_seed: int = 0
+    door_width: float = 0.4
+    max_speed: float = 0.12
+    image_size: int = 32
+
+
+@dataclass
+class PlanConfig:
+    run: Optional[str] = None  # MLflow run id | checkpoint | run dir (needed by flat/hierarchical)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    eval: PlanEvalConfig = field(default_factory=PlanEvalConfig)
+    env: PlanEnvConfig = field(default_factory=PlanEnvConfig)
+    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="hjepa-plan"))
+    device: str = "cpu"
+    threads: int = 0
+    out_dir: str = "."
+
+
+def register_plan_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="hjepa_plan_schema", node=PlanConfig)
+    for name in ("flat", "hierarchical", "oracle", "random", "straight"):
+        cs.store(group="planner", name=name, node=PlannerConfig(name=name))
+    cs.store(group="planner", name="oracle_doorways", node=PlannerConfig(name="oracle", oracle_cost="doorways"))
+
+
+def validate_plan_config(cfg) -> None:
+    from .optimizers import OPTIMIZERS
+    from .planners import PLANNERS
+
+    check_no_missing_values(cfg)
+    p, e = cfg.planner, cfg.eval
+    for key, val, allowed in (("planner.name", p.name, tuple(PLANNERS)), ("planner.optimizer", p.optimizer, tuple(OPTIMIZERS)),
+                              ("planner.cost", p.cost, ("terminal", "sum")), ("planner.macro", p.macro, ("held", "latent")),
+                              ("planner.oracle_cost", p.oracle_cost, ("euclidean", "doorways"))):
+        if val not in allowed:
+            raise ConfigError(key, val, f"allowed values: {', '.join(allowed)}")
+    for key, val, lo in (("planner.samples", p.samples, 2), ("planner.iterations", p.iterations, 1),
+                         ("planner.elites", p.elites, 1), ("planner.horizon", p.horizon, 1),
+                         ("planner.top_horizon", p.top_horizon, 1), ("planner.replan_every", p.replan_every, 1),
+                         ("eval.episodes", e.episodes, 1), ("eval.max_steps", e.max_steps, 1)):
+        if val < lo:
+            raise ConfigError(key, val, f"must be >= {lo}")
+    if p.replan_every > p.horizon:
+        raise ConfigError("planner.replan_every", p.replan_every, f"must be <= planner.horizon={p.horizon}")
+    if not 0 < e.success_radius < 1:
+        raise ConfigError("eval.success_radius", e.success_radius, "must lie in (0, 1) room widths")
+    if p.temperature <= 0:
+        raise ConfigError("planner.temperature", p.temperature, "must be > 0")
