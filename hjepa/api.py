@@ -91,12 +91,18 @@ def load_weights_into(model: HJEPA, ref: str | Path, tracking_uri: str | None = 
     """Initialise ``model`` from a trained checkpoint (``model.init_from``), through the safe loader
     (``weights_only=True``); returns the checkpoint's path.
 
-    Every encoder, predictor and action-encoder weight must match in name and shape. EMA targets
+    A masked-prediction run (``objective=masked``) initialises level 0's encoder only (see
+    ``hjepa.objectives.transfer``). Otherwise every encoder, predictor and action-encoder weight
+    must match in name and shape. EMA targets
     and regulariser buffers are copied when both sides have them; an EMA target the checkpoint
     lacks (e.g. SIGReg-pretrained, EMA fine-tuned) starts as a copy of its loaded online encoder.
     """
     path = resolve_checkpoint(ref, tracking_uri)
     ck = load_checkpoint(path)
+    from .objectives.transfer import checkpoint_objective, load_masked_into_level0
+
+    if checkpoint_objective(ck) == "masked":  # pretrain-then-hierarchy: the encoder becomes level 0's
+        return load_masked_into_level0(model, ck, path, str(ref))
     state, own = ck["model"], model.state_dict()
     unexpected = [k for k in state if k not in own and not _is_auxiliary(k)]
     missing = [k for k in own if k not in state and not _is_auxiliary(k)]
@@ -181,6 +187,9 @@ def load_run(ref: str | Path, device: str | torch.device = "cpu", tracking_uri: 
     path = resolve_checkpoint(ref, tracking_uri)
     ck = load_checkpoint(path, map_location=device)
     cfg = stored_config(ck["config"])
+    if OmegaConf.select(cfg, "objective.name", default="next_step") == "masked":
+        raise CheckpointError(f"{path} is a masked-prediction run (objective=masked): it has no hierarchy to load; "
+                              "use it as level 0 of one with model.encoder=tubelet model.init_from=<this run>")
     check_no_missing_values(cfg)
     cfg.data.cache_dir = _data_cache_for(cfg.data.get("cache_dir"))
     meta = ck.get("data", {})

@@ -21,11 +21,11 @@ __all__ = [
     "ModelConfig", "RegularizerConfig", "OptimConfig", "TrainConfig", "EvalConfig",
     "TrackingConfig", "Config", "ConfigError", "register_configs", "validate_config", "check_no_missing_values",
     "level_strides", "min_clip_len", "level_regularizers", "level_latent_dims", "level_reg_weights", "ENCODERS",
-    "TOPDOWN_MODES",
-    "PRED_LOSSES", "SUMMARIZERS", "TARGET_MODES", "TARGET_NORMS",
+    "TOPDOWN_MODES", "PRED_LOSSES", "SUMMARIZERS", "TARGET_MODES", "TARGET_NORMS", "ObjectiveConfig",
+    "MaskedObjectiveConfig", "PixelObjectiveConfig", "ContrastiveObjectiveConfig",
 ]
 
-ENCODERS = ("conv", "vit", "mlp")
+ENCODERS = ("conv", "vit", "mlp", "tubelet")
 TOPDOWN_MODES = ("last", "pred", "none")
 PRED_LOSSES = ("l2", "l1", "smooth_l1")
 SUMMARIZERS = ("latents", "frames")
@@ -107,11 +107,12 @@ class ModelConfig:
     strides: Optional[List[int]] = None  # one per level above 0; overrides `stride`
     latent_dim: int = 64  # width of every level's latent (D_k)
     latent_dims: Optional[List[int]] = None  # width per level from level 0 (>= depth values; extras ignored, so one list serves a depth sweep); overrides latent_dim
-    encoder: str = "conv"  # level-0 frame encoder: conv | vit | mlp (vector observations)
+    encoder: str = "conv"  # level-0 frame encoder: conv | vit | mlp (vector observations) | tubelet (space-time ViT)
     encoder_width: int = 32  # conv channels / ViT width
     encoder_norm: str = "group"  # conv encoder normalisation: group | none
     encoder_out_norm: Optional[str] = None  # none | batch (standardise latents over the batch); default: batch for EMA levels
-    patch_size: int = 8  # ViT patch size
+    patch_size: int = 8  # ViT patch size (tubelet: its spatial size)
+    tubelet_frames: int = 2  # tubelet encoder: frames per tubelet (objective=masked and model.encoder=tubelet)
     vit_layers: int = 2
     pred_dim: int = 128  # temporal predictor width
     pred_layers: int = 2
@@ -129,6 +130,7 @@ class ModelConfig:
     rollout_horizon: Optional[List[int]] = None  # H_k autoregressive rollout steps, default all 0
     attention_backend: str = "auto"  # auto | sdpa | xformers
     init_from: Optional[str] = None  # checkpoint path or MLflow run id to initialise weights
+    freeze_level0: bool = False  # level 0's encoder gets no gradient (e.g. after init_from a masked run)
     # temporal-distance (HILP) geometry of the latents, hjepa/models/geometry.py; weight 0 = off
     geometry_weight: Optional[List[float]] = None  # per level, default all 0
     geometry_discount: float = 0.95  # γ per step of each level's own clock
@@ -153,6 +155,47 @@ class RegularizerConfig:
     std_target: float = 1.0
     cov_weight: float = 0.04
     seed: int = "${seed}"  # type: ignore[assignment]
+
+
+# --------------------------------------------------------------------------- objective
+@dataclass
+class ObjectiveConfig:
+    """What the model is trained to do; ``next_step`` (the default) is latent next-step prediction."""
+
+    name: str = "next_step"  # next_step | masked | pixel | contrastive
+
+
+@dataclass
+class MaskedObjectiveConfig(ObjectiveConfig):
+    """V-JEPA masked prediction of space-time tubelet tokens (level 0 only, see docs/objectives.md)."""
+
+    name: str = "masked"
+    mask: str = "multiblock"  # multiblock | random (random tubes)
+    mask_ratio: float = 0.9  # fraction of the spatial tokens masked (the same in every tubelet of a clip)
+    block_scales: List[float] = field(default_factory=lambda: [0.15, 0.7])  # short- and long-range block areas
+    aspect_ratio: List[float] = field(default_factory=lambda: [0.75, 1.5])
+    pred_width: int = 32  # the narrow predictor
+    pred_layers: int = 1
+    loss: str = "l1"  # l1 | l2 | smooth_l1
+    target_layer_norm: Optional[bool] = None  # layer-norm the target tokens; default: true for EMA targets
+
+
+@dataclass
+class PixelObjectiveConfig(ObjectiveConfig):
+    """The generative baseline: the next-step predictor's output is decoded to the next frame's pixels."""
+
+    name: str = "pixel"
+    decoder_width: int = 32
+    use_regularizer: bool = False  # add the configured regulariser to the pixel loss
+
+
+@dataclass
+class ContrastiveObjectiveConfig(ObjectiveConfig):
+    """CPC-style InfoNCE between predicted and actual next latents, in-batch negatives."""
+
+    name: str = "contrastive"
+    temperature: float = 0.1
+    use_regularizer: bool = False
 
 
 @dataclass
@@ -207,6 +250,7 @@ class Config:
     model: ModelConfig = MISSING
     regularizer: RegularizerConfig = MISSING
     optim: OptimConfig = MISSING
+    objective: ObjectiveConfig = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -236,6 +280,8 @@ def register_configs() -> None:
         weight = {"sigreg": 0.1, "vicreg": 1.0}.get(name, 0.0)
         cs.store(group="regularizer", name=name, node=RegularizerConfig(name=name, weight=weight))
     cs.store(group="optim", name="adamw", node=OptimConfig)
+    for node in (ObjectiveConfig, MaskedObjectiveConfig, PixelObjectiveConfig, ContrastiveObjectiveConfig):
+        cs.store(group="objective", name=node.name, node=node)
 
 
 # --------------------------------------------------------------------------- derived values
@@ -364,7 +410,7 @@ def validate_config(cfg: Config | DictConfig) -> None:
                          ("model.latent_dim", m.latent_dim, 1), ("data.num_eval_episodes", d.num_eval_episodes, 2)):
         if val < lo:
             raise ConfigError(key, val, f"must be >= {lo}")
-    if m.encoder == "vit" and d.image_size % m.patch_size:
+    if m.encoder in ("vit", "tubelet") and d.image_size % m.patch_size:
         raise ConfigError("model.patch_size", m.patch_size, f"must divide data.image_size={d.image_size}")
     if d.name == "rooms" and d.layout not in ("open", "maze"):
         raise ConfigError("data.layout", d.layout, "allowed values: open, maze")
@@ -376,6 +422,10 @@ def validate_config(cfg: Config | DictConfig) -> None:
             raise ConfigError(key, val, f"allowed values: {', '.join(allowed)}")
     if m.pred_dim % m.pred_heads:
         raise ConfigError("model.pred_heads", m.pred_heads, f"must divide model.pred_dim={m.pred_dim}")
+    if "objective" in cfg:
+        from .objectives import validate_objective
+
+        validate_objective(cfg)
 
 
 def to_container(cfg) -> dict:

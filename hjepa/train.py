@@ -40,9 +40,9 @@ from .checkpoint import (CheckpointError, atomic_write_text, find_resumable, lat
                          load_checkpoint, quarantine, remove_stale_temp_files, rotate_checkpoints, save_checkpoint)
 from .config import ConfigError, register_configs, validate_config
 from .data import DataBundle, DataValidationError, build_data
-from .evaluation import evaluate
 from .accel import DeviceBatches, TrainStep, build_adamw, data_fits_device
-from .models import HJEPA, build_hjepa, momentum_schedule
+from .models import momentum_schedule
+from .objectives import build_objective
 from .sweeps import sweep_id
 from .tracking import Tracker, flatten
 
@@ -173,7 +173,7 @@ class _StopRequests:
 
 
 class Trainer:
-    """Trains an ``HJEPA`` from a resolved config.
+    """Trains the module of the configured objective (``objective=<name>``; default: an ``HJEPA``) from a resolved config.
 
     ``run()`` returns the final metrics (also logged to MLflow). The checkpoint directory is
     ``<out_dir>/checkpoints``.
@@ -196,7 +196,8 @@ class Trainer:
         self.device = dist.device(resolve_device(cfg.train.device))
         seed_everything(cfg.seed)
         self.data = data if data is not None else build_data(cfg)
-        self.model: HJEPA = build_hjepa(cfg.model, cfg.regularizer, self.data.obs_shape, self.data.action_dim)
+        self.objective = build_objective(cfg, self.data.obs_shape, self.data.action_dim)  # objective=<name>
+        self.model = self.objective.module
         self.model.to(self.device)
         self.ddp_model = dist.wrap(self.model, self.device)
         o = cfg.optim
@@ -207,7 +208,7 @@ class Trainer:
         self.stepper = TrainStep(self.model, self.optimizer, device=self.device, forward_model=self.ddp_model,
                                  precision=t.precision, compile=t.compile, compile_mode=t.compile_mode,
                                  grad_clip=o.grad_clip, defer_checks=self.device.type == "cuda" and self.world == 1,
-                                 all_finite=dist.all_finite, channels_last=t.channels_last)
+                                 all_finite=dist.all_finite, channels_last=t.channels_last, objective=self.objective)
         self.step = 0
         self.tracker = Tracker(cfg.tracking.enabled and self.is_main, cfg.tracking.uri, cfg.tracking.experiment,
                                fallback_path=self.out_dir / FALLBACK_METRICS_FILE)
@@ -346,10 +347,7 @@ class Trainer:
         if decision[1] is not None:
             self._load_resume(Path(decision[1]))
         elif self.cfg.model.init_from:
-            from .api import load_weights_into
-
-            self.init_from = load_weights_into(self.model, self.cfg.model.init_from, tracking_uri=self.tracker.uri,
-                                              model_cfg=self.cfg.model)
+            self.init_from = self.objective.load_weights(self.cfg.model.init_from, tracking_uri=self.tracker.uri)
             log.info("model weights initialised from %s", self.init_from)
         if self.cfg.train.resume and self._resume_run_id is None and self.is_main:
             self._resume_run_id = self._run_info().get("mlflow_run_id")  # killed before its first checkpoint
@@ -387,22 +385,14 @@ class Trainer:
         cfg = self.cfg
         obs, act = batch["obs"].to(self.device, non_blocking=True), batch["actions"].to(self.device, non_blocking=True)
         m = momentum_schedule(self.step, cfg.train.steps, cfg.regularizer.ema_momentum, cfg.regularizer.ema_momentum_end)
-        losses = self.stepper.step(obs, act, m)
+        losses = self.stepper.step(obs, act, m)  # the objective's forward + losses, backward, AdamW, EMA update
         if losses is None:
             self._skip_schedule()
             return None
         self.scheduler.step()
         # tensors, not floats: reading them back syncs a GPU, so that waits for the logging steps
-        logs = {"train/loss": losses.total, "train/grad_norm": losses.grad_norm,
-                "train/lr": self.scheduler.get_last_lr()[0]}
-        for k in range(self.model.depth):
-            logs[f"train/level{k}/pred_loss"] = losses.pred[k]
-            logs[f"train/level{k}/reg_loss"] = losses.reg[k]
-            if losses.rollout[k] is not None:
-                logs[f"train/level{k}/rollout_loss"] = losses.rollout[k]
-            if losses.geometry[k] is not None:
-                logs[f"train/level{k}/geometry_loss"] = losses.geometry[k]
-        return logs
+        return {"train/loss": losses.total, "train/grad_norm": losses.grad_norm,
+                "train/lr": self.scheduler.get_last_lr()[0], **losses.logs}
 
     def _skip_schedule(self) -> None:
         """A skipped step still advances the LR schedule: the LR stays a function of the step."""
@@ -411,10 +401,9 @@ class Trainer:
             self.scheduler.step()
 
     def evaluate(self) -> dict[str, float]:
-        metrics = evaluate(self.model, self.eval_batch, self.data.factor_names, self.cfg.eval.probe_l2, self.device,
-                           self.cfg.eval.rollout_horizon)
+        metrics = self.objective.evaluate(self.eval_batch, self.data.factor_names, self.device)
         alarms = {}
-        for k in range(self.model.depth):
+        for k in range(self.objective.num_levels):
             r = metrics[f"eval/level{k}/rankme"]
             first = self.first_rankme.setdefault(k, r)
             alarm = r < self.cfg.train.collapse_alarm_ratio * first
@@ -475,7 +464,7 @@ class Trainer:
                         if self.is_main:
                             m = self.evaluate()
                             collapsed = cfg.train.collapse_stop and any(m[f"eval/level{k}/collapse_alarm"]
-                                                                        for k in range(self.model.depth))
+                                                                        for k in range(self.objective.num_levels))
                         if dist.any_true(collapsed):
                             self.save()
                             log.warning("stopping early at step %d: collapse alarm (train.collapse_stop=true)",
@@ -581,7 +570,8 @@ def _default_run_name(cfg: DictConfig) -> str:
     from .config import level_regularizers
 
     regs = "+".join(dict.fromkeys(level_regularizers(cfg.regularizer, cfg.model.depth)))
-    return f"{cfg.data.name}-d{cfg.model.depth}-{regs}-s{cfg.seed}-{time.strftime('%H%M%S')}"
+    obj = cfg.objective.name if "objective" in cfg and cfg.objective.name != "next_step" else f"d{cfg.model.depth}"
+    return f"{cfg.data.name}-{obj}-{regs}-s{cfg.seed}-{time.strftime('%H%M%S')}"
 
 
 def _hydra_tags() -> dict[str, str]:

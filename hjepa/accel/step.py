@@ -11,7 +11,7 @@ backward pass, as before.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 import torch
@@ -56,6 +56,7 @@ class StepOutput:
     rollout: list[Tensor | None]
     grad_norm: Tensor
     geometry: list[Tensor | None]
+    logs: dict[str, Tensor] = field(default_factory=dict)  # with an objective: its train/level{k}/* scalars
 
 
 class TrainStep:
@@ -70,10 +71,11 @@ class TrainStep:
                  forward_model: nn.Module | None = None, precision: str = "fp32", compile: bool = False,
                  compile_mode: str = "default", grad_clip: float = 1.0, defer_checks: bool | None = None,
                  all_finite: Callable[[Tensor], bool] | None = None, channels_last: bool = False,
-                 compile_backend: str = "inductor"):
+                 compile_backend: str = "inductor", objective=None):
         if channels_last:
             set_channels_last(model)
         self.model, self.optimizer, self.device = model, optimizer, torch.device(device)
+        self.objective = objective  # hjepa.objectives.Objective: its step() gives the loss and the logs
         self.forward_model = forward_model if forward_model is not None else model
         self.precision, self.grad_clip = precision, grad_clip
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -89,6 +91,10 @@ class TrainStep:
         self.skipped_streak = torch.zeros((), device=self.device)  # ... and in a row up to the last step
 
     def _forward_losses(self, obs: Tensor, act: Tensor):
+        if self.objective is not None:
+            with autocast(self.device, self.precision):
+                total, logs = self.objective.step(self.forward_model, obs, act)
+            return total.float(), logs
         with autocast(self.device, self.precision):
             losses = self.model.losses(self.forward_model(obs, act))
         return losses.total.float(), losses.pred, losses.reg, losses.rollout, losses.geometry
@@ -103,8 +109,14 @@ class TrainStep:
     def step(self, obs: Tensor, act: Tensor, ema_momentum: float) -> StepOutput | None:
         if self.cudagraphs:
             torch.compiler.cudagraph_mark_step_begin()
-        total, pred, reg, rollout, geometry = self.loss_fn(obs, act)
+        out = self.loss_fn(obs, act)
+        logs: dict[str, Tensor] = {}
+        if self.objective is not None:
+            (total, logs), pred, reg, rollout, geometry = out, [], [], [], []
+        else:
+            total, pred, reg, rollout, geometry = out
         if self.cudagraphs:  # outputs of a CUDA graph are overwritten by its next replay
+            logs = {k: v.clone() for k, v in logs.items()}
             total, pred, reg = total.clone(), [p.clone() for p in pred], [r.clone() for r in reg]
             rollout = [r.clone() if r is not None else None for r in rollout]
             geometry = [g.clone() if g is not None else None for g in geometry]
@@ -131,7 +143,8 @@ class TrainStep:
             self.model.update_targets(ema_momentum)
         return StepOutput(total.detach(), [p.detach() for p in pred], [r.detach() for r in reg],
                           [r.detach() if r is not None else None for r in rollout], gnorm.detach(),
-                          [g.detach() if g is not None else None for g in geometry])
+                          [g.detach() if g is not None else None for g in geometry],
+                          {k: v.detach() for k, v in logs.items()})
 
     def read_skipped(self) -> tuple[int, int]:
         """``(skipped so far, skipped in a row up to the last step)`` of the deferred checks — a

@@ -10,6 +10,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .attention import Block
+from .tubelet import TubeletViT
 
 __all__ = ["ConvEncoder", "ViTEncoder", "MLPEncoder", "WindowEncoder", "BatchStandardize", "FRAME_ENCODERS",
            "build_frame_encoder"]
@@ -99,14 +100,15 @@ class MLPEncoder(_PerStep):
         return self.net(x.flatten(1))
 
 
-FRAME_ENCODERS = {"conv": ConvEncoder, "vit": ViTEncoder, "mlp": MLPEncoder}
+FRAME_ENCODERS = {"conv": ConvEncoder, "vit": ViTEncoder, "mlp": MLPEncoder, "tubelet": TubeletViT}
 
 
 def build_frame_encoder(name: str, obs_shape: tuple[int, ...], dim: int, width: int, *, patch_size: int = 8,
-                        vit_layers: int = 2, heads: int = 4, backend: str = "auto", norm: str = "group") -> nn.Module:
+                        vit_layers: int = 2, heads: int = 4, backend: str = "auto", norm: str = "group",
+                        tubelet_frames: int = 2) -> nn.Module:
     if name not in FRAME_ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; choose one of {sorted(FRAME_ENCODERS)}")
-    if name in ("conv", "vit") and len(obs_shape) != 3:
+    if name in ("conv", "vit", "tubelet") and len(obs_shape) != 3:
         from ..config import ConfigError  # a user error: the CLI prints it as one line
 
         raise ConfigError("model.encoder", name, f"needs image observations (C, H, W), but the data's per-step shape "
@@ -114,6 +116,9 @@ def build_frame_encoder(name: str, obs_shape: tuple[int, ...], dim: int, width: 
     if name == "vit":
         return ViTEncoder(obs_shape, dim, width=max(width, 64), patch_size=patch_size, layers=vit_layers,
                           heads=heads, backend=backend)
+    if name == "tubelet":
+        return TubeletViT(obs_shape, dim, width=max(width, 64), patch_size=patch_size, tubelet_frames=tubelet_frames,
+                          layers=vit_layers, heads=heads, backend=backend)
     if name == "mlp":
         return MLPEncoder(obs_shape, dim, width=max(width, 128))
     return ConvEncoder(obs_shape, dim, width, norm)

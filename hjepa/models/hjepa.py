@@ -207,6 +207,11 @@ def build_hjepa(model_cfg, reg_cfg, obs_shape: tuple[int, ...], action_dim: int)
             dim_below=dims[k - 1] if k > 0 else None, dim_above=dims[k + 1] if k + 1 < len(dims) else None, reg_name=names[k], reg_cfg=reg_cfg,
             target_mode=target, target_norm=model_cfg.target_norm,
             out_norm=model_cfg.encoder_out_norm or ("batch" if target == "ema" else "none")))
+    if getattr(model_cfg, "freeze_level0", False):  # e.g. a masked-pretrained encoder (model.init_from)
+        levels[0].encoder.requires_grad_(False)
+        for mod in levels[0].encoder.modules():  # a token encoder's linear readout to the latent still learns
+            if hasattr(mod, "readout"):
+                mod.readout.requires_grad_(True)
     return HJEPA(levels, strides, pred_loss=model_cfg.pred_loss,
                  loss_weights=model_cfg.loss_weights, rollout_horizon=model_cfg.rollout_horizon,
                  reg_weight=level_reg_weights(reg_cfg, model_cfg.depth), topdown_detach=model_cfg.topdown_detach,

@@ -102,7 +102,7 @@ class Level(nn.Module):
         def frame_encoder():
             return build_frame_encoder(m.encoder, obs_shape, d, m.encoder_width, patch_size=m.patch_size,
                                        vit_layers=m.vit_layers, heads=m.pred_heads, backend=m.attention_backend,
-                                       norm=m.encoder_norm)
+                                       norm=m.encoder_norm, tubelet_frames=getattr(m, "tubelet_frames", 2))
 
         if index == 0:
             self.encoder = frame_encoder()
