@@ -51,6 +51,25 @@ class _Sampler:
         mean = torch.zeros(episodes, horizon, action_dim, device=device)
         return mean, torch.full_like(mean, self.init_std)
 
+    def optimize(self, cost: CostFn, mean: Tensor, std: Tensor, gen: torch.Generator) -> PlanResult:
+        """``iterations`` rounds of sampling around ``(mean, std)`` and refitting them (``_update``);
+        returns the best candidate ever evaluated, per episode."""
+        best = mean.clone()
+        best_cost = torch.full(mean.shape[:1], float("inf"), device=mean.device)
+        rows = torch.arange(mean.shape[0], device=mean.device)
+        for _ in range(self.iterations):
+            cand = self._draw(mean, std, gen)
+            c = cost(cand)  # (E, N)
+            top, arg = c.min(1)
+            better = top < best_cost
+            best = torch.where(better[:, None, None], cand[rows, arg], best)
+            best_cost = torch.where(better, top, best_cost)
+            mean, std = self._update(cand, c, mean, std)
+        return PlanResult(best, mean, best_cost)
+
+    def _update(self, cand: Tensor, cost: Tensor, mean: Tensor, std: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
 
 class CEM(_Sampler):
     """Cross-entropy method: sample, keep the ``elites`` lowest-cost candidates, refit a diagonal
@@ -62,21 +81,12 @@ class CEM(_Sampler):
             raise ValueError(f"elites must lie in [1, samples={samples}], got {elites}")
         self.elites, self.momentum = elites, momentum
 
-    def optimize(self, cost: CostFn, mean: Tensor, std: Tensor, gen: torch.Generator) -> PlanResult:
-        best = mean.clone()
-        best_cost = torch.full(mean.shape[:1], float("inf"), device=mean.device)
-        for _ in range(self.iterations):
-            cand = self._draw(mean, std, gen)
-            c = cost(cand)  # (E, N)
-            idx = c.topk(self.elites, dim=1, largest=False).indices  # (E, K)
-            elite = torch.gather(cand, 1, idx[..., None, None].expand(-1, -1, *cand.shape[2:]))
-            mean = self.momentum * mean + (1 - self.momentum) * elite.mean(1)
-            std = (self.momentum * std + (1 - self.momentum) * elite.std(1)).clamp_min(self.min_std)
-            top = c.gather(1, idx[:, :1])[:, 0]
-            better = top < best_cost
-            best = torch.where(better[:, None, None], elite[:, 0], best)
-            best_cost = torch.where(better, top, best_cost)
-        return PlanResult(best, mean, best_cost)
+    def _update(self, cand, cost, mean, std):
+        idx = cost.topk(self.elites, dim=1, largest=False).indices  # (E, K)
+        elite = torch.gather(cand, 1, idx[..., None, None].expand(-1, -1, *cand.shape[2:]))
+        mean = self.momentum * mean + (1 - self.momentum) * elite.mean(1)
+        std = (self.momentum * std + (1 - self.momentum) * elite.std(1)).clamp_min(self.min_std)
+        return mean, std
 
 
 class MPPI(_Sampler):
@@ -91,20 +101,9 @@ class MPPI(_Sampler):
             raise ValueError(f"MPPI temperature must be > 0, got {temperature}")
         self.temperature, self.std_decay = temperature, std_decay
 
-    def optimize(self, cost: CostFn, mean: Tensor, std: Tensor, gen: torch.Generator) -> PlanResult:
-        best = mean.clone()
-        best_cost = torch.full(mean.shape[:1], float("inf"), device=mean.device)
-        for _ in range(self.iterations):
-            cand = self._draw(mean, std, gen)
-            c = cost(cand)
-            w = torch.softmax(-(c - c.min(1, keepdim=True).values) / self.temperature, dim=1)  # (E, N)
-            mean = torch.einsum("en,enha->eha", w, cand)
-            std = (std * self.std_decay).clamp_min(self.min_std)
-            top, arg = c.min(1)
-            better = top < best_cost
-            best = torch.where(better[:, None, None], cand[torch.arange(len(arg)), arg], best)
-            best_cost = torch.where(better, top, best_cost)
-        return PlanResult(best, mean, best_cost)
+    def _update(self, cand, cost, mean, std):
+        w = torch.softmax(-(cost - cost.min(1, keepdim=True).values) / self.temperature, dim=1)  # (E, N)
+        return torch.einsum("en,enha->eha", w, cand), (std * self.std_decay).clamp_min(self.min_std)
 
 
 OPTIMIZERS = {"cem": CEM, "mppi": MPPI}
