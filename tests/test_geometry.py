@@ -95,7 +95,8 @@ def test_planning_presets_compose():
     d2, d1 = hjepa.compose(["experiment=planning"]), hjepa.compose(["experiment=planning_flat"])
     for cfg in (d2, d1):
         assert cfg.data.layout == "maze" and list(cfg.data.grid) == [3, 3] and cfg.data.layout_seed == 0
-        assert cfg.data.episode_len == 128 and cfg.data.clip_len == 64 and cfg.train.steps == 2400
+        assert cfg.data.episode_len == 128 and cfg.data.clip_len == 64
+    assert d2.train.steps == 2000 and d1.train.steps == 2400
     assert d2.model.depth == 2 and list(d2.model.geometry_weight) == [0.0, 10.0]
     assert d1.model.depth == 1 and list(d1.model.geometry_weight) == [10.0]
 
