@@ -25,6 +25,10 @@ def _label(r: dict) -> str:
         extra.append(f"H_top={c.get('top_horizon')}")
         if c.get("macro") == "latent":
             extra.append("latent macros")
+        if c.get("subgoals") == "goal":
+            extra = ["no top search: lower rollouts scored by the top energy to the goal"]
+        if c.get("lower_windows", 1) > 1:
+            extra.append(f"{c['lower_windows']} windows below")
     run = r.get("config", {}).get("run") or ""
     model = f" [{Path(run).name}]" if run else ""
     return f"{r['label']}{model}" + (f" {', '.join(extra)}" if extra else "")

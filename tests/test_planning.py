@@ -21,7 +21,7 @@ from hjepa.planning.tasks import sample_tasks
 def _settings(**kw):
     base = dict(optimizer="cem", samples=64, iterations=4, elites=8, temperature=0.05, init_std=1.0, min_std=0.05,
                 horizon=10, replan_every=2, cost="sum", oracle_cost="euclidean", top_horizon=3, goal_weight=1.0,
-                macro="held")
+                macro="held", subgoals="predicted", lower_windows=1)
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -304,3 +304,12 @@ def test_macro_actions_keep_the_direction_of_a_held_action(model_d2):
                                obs_shape=(3, 32, 32), action_dim=2).eval()
     old = future_macro_actions(legacy, 1, prim)[:, 0]
     torch.testing.assert_close(old[0], old[1])  # the erased direction, kept loadable for old checkpoints
+
+
+def test_hierarchical_ablation_without_top_search_counts_only_the_lower_level(trained_runs, tmp_path):
+    from hjepa.planning.cli import plan
+
+    res = plan(_plan_cfg(trained_runs[2], "hierarchical", tmp_path, "eval.max_steps=1", "planner.subgoals=goal",
+                         "planner.lower_windows=2", "eval.energy_map=false"))
+    # one plan per episode: no top-level search; level 0 plans 2 windows of 4 steps, 8 samples, 2 iterations
+    assert res["by_distance"]["0"]["model_evals"] == 8 * 8 * 2

@@ -29,6 +29,9 @@ class PlannerConfig:
     cost: str = "sum"  # sum (mean over the predicted steps: get there early) | terminal (last step only)
     goal_weight: float = 1.0  # hierarchical: weight of a lower level's own energy to the goal
     macro: str = "held"  # hierarchical: search macro-actions as held primitive chunks | in the learned latent space
+    lower_windows: int = 1  # hierarchical: a lower level plans this many steps of the clock above
+    subgoals: str = "predicted"  # hierarchical: the top level's first predicted latent | the goal's own top latent
+    #                              (ablation: no top-level search; lower rollouts are scored by the top energy to the goal)
     oracle_cost: str = "euclidean"  # oracle: euclidean | doorways
 
 
@@ -86,6 +89,7 @@ def validate_plan_config(cfg) -> None:
     p, e = cfg.planner, cfg.eval
     for key, val, allowed in (("planner.name", p.name, tuple(PLANNERS)), ("planner.optimizer", p.optimizer, tuple(OPTIMIZERS)),
                               ("planner.cost", p.cost, ("terminal", "sum")), ("planner.macro", p.macro, ("held", "latent")),
+                              ("planner.subgoals", p.subgoals, ("predicted", "goal")),
                               ("planner.oracle_cost", p.oracle_cost, ("euclidean", "doorways"))):
         if val not in allowed:
             raise ConfigError(key, val, f"allowed values: {', '.join(allowed)}")

@@ -286,13 +286,17 @@ class HierarchicalPlanner(_ModelPlanner):
         if model.levels[1].uses_frames:
             raise PlanningError("planner=hierarchical scores lower rollouts through the upper level's summariser: "
                                 "it needs model.summarizer=latents")
+        if cfg.lower_windows < 1:
+            raise PlanningError(f"planner.lower_windows={cfg.lower_windows} must be >= 1")
         if cfg.replan_every > model.strides[1]:
             raise PlanningError(f"planner.replan_every={cfg.replan_every}: the hierarchical planner's primitive plan "
                                 f"spans one level-1 step ({model.strides[1]} actions); use a value <= {model.strides[1]}")
         if cfg.macro not in ("held", "latent"):
             raise PlanningError(f"planner.macro={cfg.macro!r}: choose held or latent")
+        if cfg.subgoals not in ("predicted", "goal"):
+            raise PlanningError(f"planner.subgoals={cfg.subgoals!r}: choose predicted or goal")
         self.top_horizon = cfg.top_horizon
-        self._plan_horizons = [model.strides[k + 1] for k in range(model.depth - 1)] + [cfg.top_horizon]
+        self._plan_horizons = [cfg.lower_windows * model.strides[k + 1] for k in range(model.depth - 1)] + [cfg.top_horizon]
         self.latent_opt = build_optimizer(cfg.optimizer, samples=cfg.samples, iterations=cfg.iterations,
                                           elites=cfg.elites, temperature=cfg.temperature, init_std=1.0,
                                           min_std=cfg.min_std, low=-3.0, high=3.0)
@@ -345,9 +349,10 @@ class HierarchicalPlanner(_ModelPlanner):
             n = cand.shape[0]
             pred = roll.imagine(self._to_macro(k, cand.to(self.device)))  # (n, N, H, D)
             total = w * self.energy(k, pred, goal) if w else 0.0
-            if subgoal is not None:
-                summary = m.levels[k + 1].encoder(rearrange(pred, "n k h d -> (n k) h d"))[:, -1]
-                total = total + m.distance(rearrange(summary, "(n k) d -> n k d", n=n), subgoal[:, None])
+            if subgoal is not None:  # the upper level's energy of each summarised window of the rollout
+                summary = m.levels[k + 1].encoder(rearrange(pred, "n k h d -> (n k) h d"))  # (nN, windows, D)
+                up = m.distance(rearrange(summary, "(n k) w d -> n k w d", n=n), subgoal[:, None, None])
+                total = total + (up[..., -1] if self.cfg.cost == "terminal" else up.mean(-1))
             cache["pred"] = pred
             return total.cpu()
 
@@ -373,7 +378,10 @@ class HierarchicalPlanner(_ModelPlanner):
         m = self.model
         zs, acts, ctxs = self.encode_history(idx, hist, m.min_clip_len())
         subgoal, evals = None, 0
-        for k in reversed(range(m.depth)):
+        top = m.depth - 1
+        if self.cfg.subgoals == "goal":  # ablation: no search at the top, it hands down the goal itself
+            subgoal, top = self.goal_latents[top][idx], top - 1
+        for k in reversed(range(top + 1)):
             best, subgoal, n_eval = self._level_plan(k, idx, zs, acts, ctxs, subgoal)
             evals += n_eval
         actions = best.numpy()  # level 0: (n, s_1, 2) primitive actions
