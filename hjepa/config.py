@@ -321,7 +321,7 @@ def check_no_missing_values(cfg: Config | DictConfig) -> None:
         return
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
-        example = {"data.path": "data.path=my_episodes.npz (see docs/data.md)", "data": "data=rooms|multiscale|npz",
+        example = {"data.path": "data.path=my_episodes.npz (see docs/data.md)", "data": "data=rooms|multiscale|ou|npz",
                    "model": "model=default|flat", "regularizer": "regularizer=sigreg|ema|vicreg|none",
                    "optim": "optim=adamw"}.get(missing[0], f"{missing[0]}=...")
         also = f" (also missing: {', '.join(missing[1:])})" if len(missing) > 1 else ""
