@@ -20,6 +20,7 @@ __all__ = [
     "DataConfig", "RoomsDataConfig", "MultiscaleDataConfig", "NpzDataConfig", "OuDataConfig",
     "ModelConfig", "RegularizerConfig", "OptimConfig", "TrainConfig", "EvalConfig",
     "TrackingConfig", "Config", "ConfigError", "register_configs", "validate_config", "check_no_missing_values",
+    "check_choices", "check_at_least",
     "level_strides", "min_clip_len", "level_regularizers", "level_latent_dims", "level_reg_weights", "ENCODERS",
     "TOPDOWN_MODES", "PRED_LOSSES", "SUMMARIZERS", "TARGET_MODES", "TARGET_NORMS", "ObjectiveConfig",
     "MaskedObjectiveConfig", "PixelObjectiveConfig", "ContrastiveObjectiveConfig",
@@ -315,6 +316,20 @@ def level_reg_weights(reg: RegularizerConfig | DictConfig, depth: int) -> list[f
     return [float(reg.weight)] * depth
 
 
+def check_choices(items) -> None:
+    """``ConfigError`` for the first ``(key, value, allowed)`` whose value is not among the allowed ones."""
+    for key, val, allowed in items:
+        if val not in allowed:
+            raise ConfigError(key, val, f"allowed values: {', '.join(allowed)}")
+
+
+def check_at_least(items) -> None:
+    """``ConfigError`` for the first ``(key, value, lowest)`` whose value is below its lowest allowed."""
+    for key, val, lo in items:
+        if val < lo:
+            raise ConfigError(key, val, f"must be >= {lo}")
+
+
 def check_no_missing_values(cfg: Config | DictConfig) -> None:
     """A ``ConfigError`` naming the first mandatory key (``???``) left without a value, in any group."""
     if not isinstance(cfg, DictConfig):
@@ -349,16 +364,14 @@ def validate_config(cfg: Config | DictConfig) -> None:
                           f"(2 steps at the top level); raise data.clip_len or lower model.depth/strides")
     if d.name != "npz" and d.episode_len < d.clip_len:  # npz: the file's own length is checked on load
         raise ConfigError("data.episode_len", d.episode_len, f"must be >= data.clip_len={d.clip_len}")
-    for key, val, allowed in (("model.encoder", m.encoder, ENCODERS), ("model.topdown", m.topdown, TOPDOWN_MODES),
+    check_choices((("model.encoder", m.encoder, ENCODERS), ("model.topdown", m.topdown, TOPDOWN_MODES),
                               ("model.pred_loss", m.pred_loss, PRED_LOSSES),
                               ("model.summarizer", m.summarizer, SUMMARIZERS),
                               ("model.encoder_norm", m.encoder_norm, ("none", "group")),
                               ("model.macro_action_norm", m.macro_action_norm, ("none", "layer")),
                               ("model.target_norm", m.target_norm, TARGET_NORMS),
                               ("model.encoder_out_norm", m.encoder_out_norm or "none", ("none", "batch")),
-                              ("model.attention_backend", m.attention_backend, ("auto", "sdpa", "xformers"))):
-        if val not in allowed:
-            raise ConfigError(key, val, f"allowed values: {', '.join(allowed)}")
+                              ("model.attention_backend", m.attention_backend, ("auto", "sdpa", "xformers"))))
     names = level_regularizers(r, m.depth)
     if r.per_level is not None and len(names) != m.depth:
         raise ConfigError("regularizer.per_level", names, f"needs {m.depth} names, one per level")
@@ -404,22 +417,18 @@ def validate_config(cfg: Config | DictConfig) -> None:
         raise ConfigError("optim.weight_decay", o.weight_decay, "must be >= 0")
     if o.grad_clip < 0:
         raise ConfigError("optim.grad_clip", o.grad_clip, "must be >= 0 (0 disables clipping)")
-    for key, val, lo in (("train.steps", t.steps, 1), ("train.log_every", t.log_every, 1),
+    check_at_least((("train.steps", t.steps, 1), ("train.log_every", t.log_every, 1),
                          ("train.eval_every", t.eval_every, 1), ("train.checkpoint_every", t.checkpoint_every, 1),
                          ("train.keep_checkpoints", t.keep_checkpoints, 1), ("data.batch_size", d.batch_size, 2),
-                         ("model.latent_dim", m.latent_dim, 1), ("data.num_eval_episodes", d.num_eval_episodes, 2)):
-        if val < lo:
-            raise ConfigError(key, val, f"must be >= {lo}")
+                         ("model.latent_dim", m.latent_dim, 1), ("data.num_eval_episodes", d.num_eval_episodes, 2)))
     if m.encoder in ("vit", "tubelet") and d.image_size % m.patch_size:
         raise ConfigError("model.patch_size", m.patch_size, f"must divide data.image_size={d.image_size}")
     if d.name == "rooms" and d.layout not in ("open", "maze"):
         raise ConfigError("data.layout", d.layout, "allowed values: open, maze")
-    for key, val, allowed in (("train.precision", t.precision, ("fp32", "bf16")),
+    check_choices((("train.precision", t.precision, ("fp32", "bf16")),
                               ("train.compile_mode", t.compile_mode,
                                ("default", "reduce-overhead", "max-autotune-no-cudagraphs")),
-                              ("train.data_on_device", str(t.data_on_device).lower(), ("auto", "true", "false"))):
-        if val not in allowed:
-            raise ConfigError(key, val, f"allowed values: {', '.join(allowed)}")
+                              ("train.data_on_device", str(t.data_on_device).lower(), ("auto", "true", "false"))))
     if m.pred_dim % m.pred_heads:
         raise ConfigError("model.pred_heads", m.pred_heads, f"must divide model.pred_dim={m.pred_dim}")
     if "objective" in cfg:

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-from ..config import ConfigError, TrackingConfig, check_no_missing_values
+from ..config import ConfigError, TrackingConfig, check_at_least, check_choices, check_no_missing_values
 
 __all__ = ["PlannerConfig", "PlanEvalConfig", "PlanEnvConfig", "PlanConfig", "register_plan_configs",
            "validate_plan_config"]
@@ -87,18 +87,14 @@ def validate_plan_config(cfg) -> None:
 
     check_no_missing_values(cfg)
     p, e = cfg.planner, cfg.eval
-    for key, val, allowed in (("planner.name", p.name, tuple(PLANNERS)), ("planner.optimizer", p.optimizer, tuple(OPTIMIZERS)),
+    check_choices((("planner.name", p.name, tuple(PLANNERS)), ("planner.optimizer", p.optimizer, tuple(OPTIMIZERS)),
                               ("planner.cost", p.cost, ("terminal", "sum")), ("planner.macro", p.macro, ("held", "latent")),
                               ("planner.subgoals", p.subgoals, ("predicted", "goal")),
-                              ("planner.oracle_cost", p.oracle_cost, ("euclidean", "doorways"))):
-        if val not in allowed:
-            raise ConfigError(key, val, f"allowed values: {', '.join(allowed)}")
-    for key, val, lo in (("planner.samples", p.samples, 2), ("planner.iterations", p.iterations, 1),
+                              ("planner.oracle_cost", p.oracle_cost, ("euclidean", "doorways"))))
+    check_at_least((("planner.samples", p.samples, 2), ("planner.iterations", p.iterations, 1),
                          ("planner.elites", p.elites, 1), ("planner.horizon", p.horizon, 1),
                          ("planner.top_horizon", p.top_horizon, 1), ("planner.replan_every", p.replan_every, 1),
-                         ("eval.episodes", e.episodes, 1), ("eval.max_steps", e.max_steps, 1)):
-        if val < lo:
-            raise ConfigError(key, val, f"must be >= {lo}")
+                         ("eval.episodes", e.episodes, 1), ("eval.max_steps", e.max_steps, 1)))
     if p.replan_every > p.horizon:
         raise ConfigError("planner.replan_every", p.replan_every, f"must be <= planner.horizon={p.horizon}")
     if not 0 < e.success_radius < 1:

@@ -59,7 +59,7 @@ class CandidateRollout:
 
     @torch.no_grad()
     def prefix(self, z: Tensor, actions: Tensor, ctx: Tensor | None) -> None:
-        self.cache = self.pred.new_cache()
+        self.cache, self._expanded_n = self.pred.new_cache(), None
         t = z.shape[1]
         if t > 1:
             self.pred(z[:, :-1], actions[:, : t - 1], None if ctx is None else ctx[:, :-1], cache=self.cache)
@@ -69,7 +69,9 @@ class CandidateRollout:
     @torch.no_grad()
     def imagine(self, actions: Tensor) -> Tensor:
         e, n, h, _ = actions.shape
-        cache = expand_cache(self.cache, n)
+        if getattr(self, "_expanded_n", None) != n:  # the shared context, repeated once per candidate count
+            self._expanded, self._expanded_n = expand_cache(self.cache, n), n
+        cache = [dict(c) for c in self._expanded]  # new keys/values are concatenated, never written in place
         z = self.last_z.repeat_interleave(n, 0)
         ctx = None if self.last_ctx is None else self.last_ctx.repeat_interleave(n, 0)
         acts = rearrange(actions, "e n h a -> (e n) h a")
