@@ -92,6 +92,19 @@ class OuDataConfig(DataConfig):
 
 
 @dataclass
+class GymDataConfig(DataConfig):
+    """Episodes of any registered gymnasium environment (``hjepa/envs/gym_data.py``; ``.[envs]`` extra)."""
+
+    name: str = "gym"
+    env_id: str = "Pendulum-v1"  # any registered id: Pendulum-v1, CartPole-v1, PointMaze_Medium-v3, ...
+    obs: str = "pixels"  # pixels: render() resized to image_size | state: the observation vector
+    policy: str = "smooth"  # smooth: persistent drifting actions | uniform: i.i.d. uniform actions
+    persistence: float = 0.9  # smooth: AR(1) coefficient (continuous) / repeat probability (discrete)
+    action_repeat: int = 1  # simulator steps per recorded step (the same action)
+    workers: int = 0  # generating processes (0: one per core, at most 8); not part of the cache key
+
+
+@dataclass
 class NpzDataConfig(DataConfig):
     """User data: an ``.npz`` with ``obs``, ``actions`` and optional ``state`` arrays."""
 
@@ -275,6 +288,7 @@ def register_configs() -> None:
     cs.store(group="data", name="multiscale", node=MultiscaleDataConfig)
     cs.store(group="data", name="npz", node=NpzDataConfig)
     cs.store(group="data", name="ou", node=OuDataConfig)
+    cs.store(group="data", name="gym", node=GymDataConfig)
     cs.store(group="model", name="default", node=ModelConfig)
     cs.store(group="model", name="flat", node=ModelConfig(depth=1))
     for name in ("sigreg", "ema", "vicreg", "none"):
@@ -336,7 +350,7 @@ def check_no_missing_values(cfg: Config | DictConfig) -> None:
         return
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
-        example = {"data.path": "data.path=my_episodes.npz (see docs/data.md)", "data": "data=rooms|multiscale|ou|npz",
+        example = {"data.path": "data.path=my_episodes.npz (see docs/data.md)", "data": "data=rooms|multiscale|ou|gym|npz",
                    "model": "model=default|flat", "regularizer": "regularizer=sigreg|ema|vicreg|none",
                    "optim": "optim=adamw"}.get(missing[0], f"{missing[0]}=...")
         also = f" (also missing: {', '.join(missing[1:])})" if len(missing) > 1 else ""
@@ -425,6 +439,11 @@ def validate_config(cfg: Config | DictConfig) -> None:
         raise ConfigError("model.patch_size", m.patch_size, f"must divide data.image_size={d.image_size}")
     if d.name == "rooms" and d.layout not in ("open", "maze"):
         raise ConfigError("data.layout", d.layout, "allowed values: open, maze")
+    if d.name == "gym":
+        check_choices((("data.obs", d.obs, ("pixels", "state")), ("data.policy", d.policy, ("smooth", "uniform"))))
+        check_at_least((("data.action_repeat", d.action_repeat, 1), ("data.workers", d.workers, 0)))
+        if not 0 <= d.persistence < 1:
+            raise ConfigError("data.persistence", d.persistence, "must lie in [0, 1)")
     check_choices((("train.precision", t.precision, ("fp32", "bf16")),
                               ("train.compile_mode", t.compile_mode,
                                ("default", "reduce-overhead", "max-autotune-no-cudagraphs")),

@@ -62,13 +62,38 @@ def _ou(cfg, num_episodes: int, seed: int) -> Trajectories:
                        obs_noise=cfg.obs_noise, mix_seed=cfg.mix_seed, pushed=list(cfg.pushed), push=cfg.push)
 
 
+@register_env("gym")
+def _gym(cfg, num_episodes: int, seed: int) -> Trajectories:
+    from ..envs.gym_data import generate_gym
+
+    return generate_gym(num_episodes, cfg.episode_len, seed, env_id=cfg.env_id, obs=cfg.obs, policy=cfg.policy,
+                        persistence=cfg.persistence, action_repeat=cfg.action_repeat, image_size=cfg.image_size,
+                        workers=cfg.workers)
+
+
 # --------------------------------------------------------------------------- caching
-_GEN_KEYS_EXCLUDED = {"batch_size", "clip_len", "cache_dir", "num_train_episodes", "num_eval_episodes", "seed"}
+_GEN_KEYS_EXCLUDED = {"batch_size", "clip_len", "cache_dir", "num_train_episodes", "num_eval_episodes", "seed",
+                      "workers"}
+
+
+def _simulator_versions(name: str) -> dict[str, str]:
+    """Versions of the simulator packages behind ``data.name`` (part of the cache key)."""
+    if name != "gym":
+        return {}
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("gymnasium", "gymnasium-robotics", "mujoco"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "-"
+    return out
 
 
 def _cache_key(cfg, split: str, num_episodes: int, seed: int) -> str:
     settings = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in _GEN_KEYS_EXCLUDED}
-    settings.update(split=split, num_episodes=num_episodes, seed=seed, version=1)
+    settings.update(split=split, num_episodes=num_episodes, seed=seed, version=1, **_simulator_versions(cfg.name))
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     return f"{cfg.name}-{split}-{digest}.npz"
 

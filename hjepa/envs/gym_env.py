@@ -10,10 +10,13 @@ only, so a goal image is a render with the ball at the goal).
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from typing import Any
 
 import numpy as np
+
+from ..data.trajectories import DataValidationError
 
 __all__ = ["EnvsMissingError", "require_envs", "headless", "make_env", "factor_names", "is_pointmaze",
            "state_vector"]
@@ -31,7 +34,7 @@ _FACTORS: dict[str, list[str]] = {
 }
 
 
-class EnvsMissingError(ImportError):
+class EnvsMissingError(DataValidationError):
     """An optional simulator package is not installed; the message names the install command."""
 
 
@@ -40,7 +43,9 @@ def headless() -> None:
     unless the user already chose a backend."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("MUJOCO_GL", "egl")
-    os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"] if os.environ["MUJOCO_GL"] != "glfw" else "")
+    if os.environ["MUJOCO_GL"] in ("egl", "osmesa"):
+        os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL's INFO notices are not the user's concern
 
 
 def require_envs(*modules: str) -> None:
@@ -90,24 +95,36 @@ def _top_down_pointmaze(env, image_size: int) -> None:
     u.point_env.model.site_rgba[u.target_site_id] = [0.0, 0.0, 0.0, 0.0]
 
 
+def _register_robotics(gym) -> None:
+    """Register gymnasium-robotics' ids when it is installed (its import-time notices silenced)."""
+    import contextlib
+    import io
+    import warnings
+
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            import gymnasium_robotics
+
+            gym.register_envs(gymnasium_robotics)
+    except ImportError:
+        pass
+
+
 def make_env(env_id: str, image_size: int = 64, render: bool = True, **kwargs):
     """A gymnasium environment (``render_mode='rgb_array'`` when ``render``); unknown ids raise a
-    ``ValueError`` naming the registered ones that look alike."""
+    ``DataValidationError`` naming the registered ones that look alike."""
     require_envs("gymnasium")
     import gymnasium as gym
 
     if is_pointmaze(env_id) or env_id.split("/")[0] not in ("", env_id):
         require_envs("gymnasium_robotics", "mujoco")
-    try:
-        import gymnasium_robotics
-
-        gym.register_envs(gymnasium_robotics)
-    except ImportError:
-        pass
+    _register_robotics(gym)
     if env_id not in gym.registry:
         stem = _base_name(env_id).lower()
         close = sorted(k for k in gym.registry if stem[:5] in k.lower())[:12]
-        raise ValueError(f"data.env_id={env_id!r} is not a registered gymnasium id"
+        raise DataValidationError(f"data.env_id={env_id!r} is not a registered gymnasium id"
                          + (f"; similar ids: {', '.join(close)}" if close else "")
                          + f" (for MuJoCo/robotics ids: {INSTALL_HINT})")
     mode = {"render_mode": "rgb_array"} if render else {}
