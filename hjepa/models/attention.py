@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-__all__ = ["SelfAttention", "Block", "xformers_available", "resolve_backend"]
+__all__ = ["SelfAttention", "Block", "causal_window_mask", "xformers_available", "resolve_backend"]
 
 
 @functools.cache
@@ -43,16 +43,31 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return "sdpa"
 
 
-class SelfAttention(nn.Module):
-    """``x (B, L, D)`` → ``(B, L, D)``; ``causal=True`` masks attention to the future."""
+def causal_window_mask(queries: int, keys: int, window: int, device=None) -> Tensor:
+    """``(queries, keys)`` bool mask, True where attention is allowed: the queries are the last
+    ``queries`` of ``keys`` positions; each sees itself and the earlier positions, at most ``window``
+    positions in all (``window=0``: every earlier position)."""
+    q = torch.arange(queries, device=device)[:, None] + (keys - queries)
+    lag = q - torch.arange(keys, device=device)
+    return (lag >= 0) & (lag < window) if window > 0 else lag >= 0
 
-    def __init__(self, dim: int, heads: int, backend: str = "auto"):
+
+class SelfAttention(nn.Module):
+    """``x (B, L, D)`` → ``(B, L, D)``; ``causal=True`` masks attention to the future.
+
+    ``window > 0`` (causal only) limits each token to itself and the ``window − 1`` tokens before
+    it: ``window=1`` makes a causal stack Markov in its input (no history).
+    """
+
+    def __init__(self, dim: int, heads: int, backend: str = "auto", window: int = 0):
         super().__init__()
         if dim % heads:
             raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
         if backend not in ("auto", "sdpa", "xformers"):
             raise ValueError(f"unknown attention backend {backend!r}; choose auto, sdpa or xformers")
-        self.heads, self.backend = heads, backend
+        if window < 0:
+            raise ValueError(f"attention window {window} must be >= 0 (0: no limit)")
+        self.heads, self.backend, self.window = heads, backend, window
         # resolved here, once: True when xformers may serve CUDA tensors (never looked up in forward)
         self.xformers_on_cuda = backend != "sdpa" and xformers_available()
         self.qkv = nn.Linear(dim, 3 * dim)
@@ -64,6 +79,10 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(x).chunk(3, dim=-1)
         if cache is not None:
             return self.proj(self._attend_cached(q, k, v, cache))
+        if causal and self.window > 0:  # a banded causal mask (sdpa on every device)
+            q, k, v = (rearrange(t, "b l (h d) -> b h l d", h=self.heads) for t in (q, k, v))
+            mask = causal_window_mask(x.shape[1], x.shape[1], self.window, x.device)
+            return self.proj(rearrange(F.scaled_dot_product_attention(q, k, v, attn_mask=mask), "b h l d -> b l (h d)"))
         if self.backend == "xformers" and not (x.is_cuda and self.xformers_on_cuda):
             resolve_backend(self.backend, x.device)  # raises the explanatory error
         if self.xformers_on_cuda and x.is_cuda:
@@ -86,8 +105,8 @@ class SelfAttention(nn.Module):
         cache["k"], cache["v"] = k, v
         new, total = q.shape[2], k.shape[2]
         mask = None
-        if new > 1:  # causal among the new tokens, all cached tokens visible
-            mask = torch.arange(new, device=q.device)[:, None] + (total - new) >= torch.arange(total, device=q.device)
+        if new > 1 or self.window > 0:  # causal among the new tokens, cached tokens visible (within the window)
+            mask = causal_window_mask(new, total, self.window, q.device)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return rearrange(out, "b h l d -> b l (h d)")
 
@@ -95,10 +114,10 @@ class SelfAttention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(LN x)``, ``x + MLP(LN x)``."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, backend: str = "auto"):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, backend: str = "auto", window: int = 0):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = SelfAttention(dim, heads, backend)
+        self.attn = SelfAttention(dim, heads, backend, window)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 

@@ -119,8 +119,9 @@ class Level(nn.Module):
             raise ValueError(f"unknown encoder output norm {out_norm!r}; choose none or batch")
         self.action_dim = action_dim
         ctx_dim = d_above if self.topdown != "none" else None
+        history = m.pred_history[index] if getattr(m, "pred_history", None) is not None else 0
         self.predictor = LevelPredictor(d, action_dim, ctx_dim, width=m.pred_dim, layers=m.pred_layers,
-                                        heads=m.pred_heads, backend=m.attention_backend)
+                                        heads=m.pred_heads, backend=m.attention_backend, history=int(history))
         self.null_ctx = nn.Parameter(torch.zeros(ctx_dim)) if ctx_dim else None
         self.regularizer = build_regularizer(reg_name, reg_cfg)
         if target_norm not in ("none", "layer", "batch"):

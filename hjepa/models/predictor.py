@@ -28,18 +28,27 @@ class LevelPredictor(nn.Module):
     Token at step t = ``W_z z[t] + W_a a[t] + W_c ctx[t] + pos[t]`` (the action enters additively,
     a FiLM-free form of action tokens); causal self-attention; a linear read-out.
 
+    ``history`` limits what output ``t`` sees to the last ``history`` steps ``t − history + 1 … t``
+    (the first block attends within that window, later blocks only to their own step); ``0`` is
+    the whole causal past. ``history=1`` makes the predictor Markov: ``ẑ[t+1] = f(z[t], a[t],
+    ctx[t])``, so whatever the next latent depends on (a velocity, say) must be in ``z[t]``
+    itself rather than be read off a sequence of latents.
+
     Shapes: ``z (B, T, D)``, ``a (B, T, A)``, ``ctx (B, T, D_ctx)`` or ``None`` → ``(B, T, D)``,
     where output ``t`` is the prediction of ``z[t + 1]``.
     """
 
     def __init__(self, dim: int, action_dim: int, ctx_dim: int | None, width: int = 128, layers: int = 2,
-                 heads: int = 4, backend: str = "auto"):
+                 heads: int = 4, backend: str = "auto", history: int = 0):
         super().__init__()
-        self.width = width
+        if history < 0:
+            raise ValueError(f"predictor history {history} must be >= 0 (0: the whole past)")
+        self.width, self.history = width, history
         self.z_in = nn.Linear(dim, width)
         self.a_in = nn.Linear(action_dim, width)
         self.c_in = nn.Linear(ctx_dim, width) if ctx_dim else None
-        self.blocks = nn.ModuleList(Block(width, heads, backend=backend) for _ in range(layers))
+        windows = [history] + [1] * (layers - 1) if history > 0 else [0] * layers
+        self.blocks = nn.ModuleList(Block(width, heads, backend=backend, window=w) for w in windows)
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, dim)
 
