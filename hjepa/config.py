@@ -250,6 +250,7 @@ class EvalConfig:
     num_clips: int = 256  # held-out clips per evaluation (capped by what the eval episodes hold)
     probe_l2: Optional[float] = None  # ridge strength of the probes; None = chosen on a validation split
     rollout_horizon: int = 4  # steps of each level's own clock for eval/level{k}/rollout_error_norm
+    reference_probes: bool = True  # final evaluation: probes of a random encoder and of raw pixels, same protocol
 
 
 @dataclass

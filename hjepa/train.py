@@ -40,6 +40,7 @@ from .checkpoint import (CheckpointError, atomic_write_text, find_resumable, lat
                          load_checkpoint, quarantine, remove_stale_temp_files, rotate_checkpoints, save_checkpoint)
 from .config import ConfigError, register_configs, validate_config
 from .data import DataBundle, DataValidationError, build_data
+from .reference_probes import reference_probes
 from .accel import DeviceBatches, TrainStep, build_adamw, data_fits_device
 from .models import momentum_schedule
 from .objectives import build_objective
@@ -402,6 +403,10 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         metrics = self.objective.evaluate(self.eval_batch, self.data.factor_names, self.device)
+        if self.step >= self.cfg.train.steps and self.cfg.eval.reference_probes and self.objective.num_levels > 0 \
+                and OmegaConf.select(self.cfg, "objective.name") != "masked":
+            metrics.update(reference_probes(self.cfg, self.eval_batch, self.data.factor_names, self.data.obs_shape,
+                                            self.data.action_dim, self.device))
         alarms = {}
         for k in range(self.objective.num_levels):
             r = metrics[f"eval/level{k}/rankme"]

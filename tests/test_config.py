@@ -70,7 +70,7 @@ def test_missing_mandatory_values_are_config_errors(overrides, key):
     if len(overrides) == 2:
         assert "also missing: train.steps" in str(e.value)
     if key == "data":
-        assert "e.g. data=rooms|multiscale|ou|npz" in str(e.value)
+        assert "e.g. data=rooms|multiscale|ou|gym|npz" in str(e.value)
 
 
 def test_cli_missing_data_path_is_one_clear_line(tmp_path):

@@ -114,6 +114,10 @@ def plan(cfg: DictConfig) -> dict:
     action_dim = int(run.model.levels[0].action_dim) if run is not None else 2
     clip_len = int(run.cfg.data.clip_len) if run is not None else 0
     planner = build_planner(cfg.planner.name, env, cfg.planner, cfg.eval.seed, model, action_dim, clip_len)
+    if hasattr(planner, "attach_memory"):  # planner=graph: remembered states from the model's training data
+        from .graph import memory_frames
+
+        planner.attach_memory(*memory_frames(run.cfg.data, cfg.planner.graph_nodes, cfg.eval.seed))
     with tqdm(total=None, desc=f"hjepa-plan {cfg.planner.name}", unit="step", disable=not sys.stderr.isatty()) as bar:
         res = run_episodes(env, planner, tasks, cfg.eval.max_steps, cfg.eval.success_radius,
                            cfg.eval.batch_episodes, progress=bar)

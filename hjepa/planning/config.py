@@ -33,6 +33,12 @@ class PlannerConfig:
     subgoals: str = "predicted"  # hierarchical: the top level's first predicted latent | the goal's own top latent
     #                              (ablation: no top-level search; lower rollouts are scored by the top energy to the goal)
     oracle_cost: str = "euclidean"  # oracle: euclidean | doorways
+    graph_level: int = -1  # graph: whose energy links remembered states (-1 = the top level, 0 = flat distances)
+    graph_nodes: int = 3000  # graph: frames drawn from the model's training data (seed: eval.seed)
+    graph_quantile: float = 0.01  # graph: edges join node pairs whose energy is below this quantile of all pairs
+    graph_lookahead: int = 20  # graph: the waypoint handed to level 0 is this many hops along the shortest path
+    graph_cost: str = "graph"  # graph: level-0 rollouts scored by the graph level's energy of each predicted state
+    #                            held still (graph) | by the level-0 energy to the waypoint's level-0 latent (level0)
 
 
 @dataclass
@@ -76,7 +82,7 @@ class PlanConfig:
 def register_plan_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="hjepa_plan_schema", node=PlanConfig)
-    for name in ("flat", "hierarchical", "oracle", "random", "straight"):
+    for name in ("flat", "hierarchical", "graph", "oracle", "random", "straight"):
         cs.store(group="planner", name=name, node=PlannerConfig(name=name))
     cs.store(group="planner", name="oracle_doorways", node=PlannerConfig(name="oracle", oracle_cost="doorways"))
 
@@ -90,8 +96,10 @@ def validate_plan_config(cfg) -> None:
     check_choices((("planner.name", p.name, tuple(PLANNERS)), ("planner.optimizer", p.optimizer, tuple(OPTIMIZERS)),
                               ("planner.cost", p.cost, ("terminal", "sum")), ("planner.macro", p.macro, ("held", "latent")),
                               ("planner.subgoals", p.subgoals, ("predicted", "goal")),
-                              ("planner.oracle_cost", p.oracle_cost, ("euclidean", "doorways"))))
-    check_at_least((("planner.samples", p.samples, 2), ("planner.iterations", p.iterations, 1),
+                              ("planner.oracle_cost", p.oracle_cost, ("euclidean", "doorways")),
+                   ("planner.graph_cost", p.graph_cost, ("graph", "level0"))))
+    check_at_least((("planner.graph_nodes", p.graph_nodes, 2), ("planner.graph_lookahead", p.graph_lookahead, 1),
+                    ("planner.samples", p.samples, 2), ("planner.iterations", p.iterations, 1),
                          ("planner.elites", p.elites, 1), ("planner.horizon", p.horizon, 1),
                          ("planner.top_horizon", p.top_horizon, 1), ("planner.replan_every", p.replan_every, 1),
                          ("eval.episodes", e.episodes, 1), ("eval.max_steps", e.max_steps, 1)))
@@ -99,5 +107,7 @@ def validate_plan_config(cfg) -> None:
         raise ConfigError("planner.replan_every", p.replan_every, f"must be <= planner.horizon={p.horizon}")
     if not 0 < e.success_radius < 1:
         raise ConfigError("eval.success_radius", e.success_radius, "must lie in (0, 1) room widths")
+    if not 0 < p.graph_quantile < 1:
+        raise ConfigError("planner.graph_quantile", p.graph_quantile, "must lie in (0, 1)")
     if p.temperature <= 0:
         raise ConfigError("planner.temperature", p.temperature, "must be > 0")

@@ -392,7 +392,7 @@ class HierarchicalPlanner(_ModelPlanner):
 
 PLANNERS = {"flat": FlatPlanner, "hierarchical": HierarchicalPlanner, "oracle": OraclePlanner,
             "random": RandomPlanner, "straight": StraightPlanner}
-MODEL_PLANNERS = ("flat", "hierarchical")
+MODEL_PLANNERS = ("flat", "hierarchical", "graph")
 
 
 def build_planner(name: str, env: RoomsEnv, cfg, seed: int, model: HJEPA | None = None, action_dim: int = 2,
