@@ -142,6 +142,8 @@ class ModelConfig:
     target_norm: str = "none"  # loss-target normalisation: none | layer (I-JEPA) | batch
     loss_weights: Optional[List[float]] = None  # w_k, default all 1
     rollout_horizon: Optional[List[int]] = None  # H_k autoregressive rollout steps, default all 0
+    idm_weight: Optional[List[float]] = None  # per level: linear inverse-dynamics term (the raw actions of each transition
+    #                                         from the latents around it; hjepa/models/inverse_dynamics.py), default all 0
     pred_history: Optional[List[int]] = None  # per level: steps of its own past the predictor sees (1 = Markov: the
     #                                          latent must carry what the next one depends on); default all 0 = the whole clip
     attention_backend: str = "auto"  # auto | sdpa | xformers
@@ -423,7 +425,8 @@ def validate_config(cfg: Config | DictConfig) -> None:
                           f"model.geometry_self_goal + model.geometry_random_goal must be <= 1 "
                           f"(self_goal is {m.geometry_self_goal})")
     for key, lst in (("model.loss_weights", m.loss_weights), ("model.rollout_horizon", m.rollout_horizon),
-                     ("model.geometry_weight", m.geometry_weight), ("model.pred_history", m.pred_history)):
+                     ("model.geometry_weight", m.geometry_weight), ("model.pred_history", m.pred_history),
+                     ("model.idm_weight", m.idm_weight)):
         if lst is not None and len(lst) != m.depth:
             raise ConfigError(key, list(lst), f"needs {m.depth} values, one per level")
         if lst is not None and any(v < 0 for v in lst):

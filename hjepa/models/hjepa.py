@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ..config import level_latent_dims, level_reg_weights, level_regularizers, level_strides
 from .geometry import GeometryConfig, temporal_distance_loss
+from .inverse_dynamics import InverseDynamicsHead
 from .level import Level, prediction_distance
 
 __all__ = ["HJEPA", "JEPAOutput", "LossOutput", "build_hjepa"]
@@ -39,6 +40,7 @@ class LossOutput:
     reg: list[Tensor] = field(default_factory=list)  # per-level raw regulariser value
     rollout: list[Tensor | None] = field(default_factory=list)
     geometry: list[Tensor | None] = field(default_factory=list)  # per-level temporal-distance loss (if on)
+    inverse_dynamics: list[Tensor | None] = field(default_factory=list)  # per-level inverse-dynamics loss (if on)
 
 
 class HJEPA(nn.Module):
@@ -51,7 +53,8 @@ class HJEPA(nn.Module):
     def __init__(self, levels: list[Level], strides: list[int], *, pred_loss: str = "l2",
                  loss_weights: list[float] | None = None, rollout_horizon: list[int] | None = None,
                  reg_weight: float | list[float] = 0.1, topdown_detach: bool = True, detach_bottom_up: bool = False,
-                 geometry_weight: list[float] | None = None, geometry: GeometryConfig = GeometryConfig()):
+                 geometry_weight: list[float] | None = None, geometry: GeometryConfig = GeometryConfig(),
+                 idm_weight: list[float] | None = None):
         super().__init__()
         self.levels = nn.ModuleList(levels)
         self.strides = list(strides)
@@ -62,6 +65,11 @@ class HJEPA(nn.Module):
         self.topdown_detach, self.detach_bottom_up = topdown_detach, detach_bottom_up
         self.geometry_weight = list(geometry_weight) if geometry_weight is not None else [0.0] * len(levels)
         self.geometry = geometry
+        # linear inverse-dynamics heads (models/inverse_dynamics.py), only at levels with a weight > 0
+        self.idm_weight = list(idm_weight) if idm_weight is not None else [0.0] * len(levels)
+        action_dim = levels[0].action_dim
+        self.idm_heads = nn.ModuleDict({str(k): InverseDynamicsHead(lvl.predictor.out.out_features, lvl.span, action_dim)
+                                        for k, lvl in enumerate(levels) if self.idm_weight[k] > 0})
 
     @property
     def depth(self) -> int:
@@ -178,6 +186,11 @@ class HJEPA(nn.Module):
                 geo = temporal_distance_loss(out.z[k], self.geometry)
                 level_loss = level_loss + self.geometry_weight[k] * geo
             res.geometry.append(geo.detach() if geo is not None else None)
+            idm = None
+            if self.idm_weight[k] > 0:  # the raw actions of each transition from the latents around it
+                idm = self.idm_heads[str(k)].loss(out.z[k], out.actions[0])
+                level_loss = level_loss + self.idm_weight[k] * idm
+            res.inverse_dynamics.append(idm.detach() if idm is not None else None)
             total = total + self.loss_weights[k] * level_loss
             res.pred.append(pred.detach())
             res.reg.append(reg.detach())
@@ -216,5 +229,6 @@ def build_hjepa(model_cfg, reg_cfg, obs_shape: tuple[int, ...], action_dim: int)
                  loss_weights=model_cfg.loss_weights, rollout_horizon=model_cfg.rollout_horizon,
                  reg_weight=level_reg_weights(reg_cfg, model_cfg.depth), topdown_detach=model_cfg.topdown_detach,
                  detach_bottom_up=model_cfg.detach_bottom_up, geometry_weight=model_cfg.geometry_weight,
+                 idm_weight=getattr(model_cfg, "idm_weight", None),
                  geometry=GeometryConfig(model_cfg.geometry_discount, model_cfg.geometry_expectile,
                                          model_cfg.geometry_self_goal, model_cfg.geometry_random_goal))

@@ -40,6 +40,8 @@ class NextStepObjective(Objective):
                 logs[f"train/level{k}/rollout_loss"] = losses.rollout[k]
             if getattr(losses, "geometry", None) and losses.geometry[k] is not None:
                 logs[f"train/level{k}/geometry_loss"] = losses.geometry[k]
+            if getattr(losses, "inverse_dynamics", None) and losses.inverse_dynamics[k] is not None:
+                logs[f"train/level{k}/inverse_dynamics_loss"] = losses.inverse_dynamics[k]
         return losses.total, logs
 
     def evaluate(self, batch, factor_names, device: torch.device) -> dict[str, float]:
