@@ -144,8 +144,6 @@ class ModelConfig:
     rollout_horizon: Optional[List[int]] = None  # H_k autoregressive rollout steps, default all 0
     idm_weight: Optional[List[float]] = None  # per level: linear inverse-dynamics term (the raw actions of each transition
     #                                         from the latents around it; hjepa/models/inverse_dynamics.py), default all 0
-    action_input: Optional[List[str]] = None  # per level: token (the action is a predictor input) | additive (ẑ = f(z) + B·a:
-    #                                         latent dynamics affine in the action, hjepa/models/predictor.py); default all token
     pred_history: Optional[List[int]] = None  # per level: steps of its own past the predictor sees (1 = Markov: the
     #                                          latent must carry what the next one depends on); default all 0 = the whole clip
     attention_backend: str = "auto"  # auto | sdpa | xformers
@@ -426,10 +424,6 @@ def validate_config(cfg: Config | DictConfig) -> None:
         raise ConfigError("model.geometry_random_goal", m.geometry_random_goal,
                           f"model.geometry_self_goal + model.geometry_random_goal must be <= 1 "
                           f"(self_goal is {m.geometry_self_goal})")
-    if m.action_input is not None:
-        if len(m.action_input) != m.depth:
-            raise ConfigError("model.action_input", list(m.action_input), f"needs {m.depth} values, one per level")
-        check_choices((f"model.action_input[{i}]", v, ("token", "additive")) for i, v in enumerate(m.action_input))
     for key, lst in (("model.loss_weights", m.loss_weights), ("model.rollout_horizon", m.rollout_horizon),
                      ("model.geometry_weight", m.geometry_weight), ("model.pred_history", m.pred_history),
                      ("model.idm_weight", m.idm_weight)):

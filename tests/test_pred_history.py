@@ -83,33 +83,3 @@ def test_model_config_sets_history_per_level_and_validation_names_the_key():
     with pytest.raises(ConfigError, match=r"model.pred_history.*>= 0"):
         validate_config(compose(["model.pred_history=[0,-1]"]))
     assert OmegaConf.select(compose([]), "model.pred_history") is None
-
-
-def test_additive_actions_shift_the_prediction_by_a_fixed_linear_map():
-    """``action_input=additive``: ẑ(z, a) − ẑ(z, a') = B (a − a') whatever the latents."""
-    torch.manual_seed(0)
-    pred = LevelPredictor(6, 2, None, width=16, layers=2, heads=2, history=1, action_input="additive")
-    z, a = torch.randn(3, 5, 6), torch.randn(3, 5, 2)
-    da = torch.zeros_like(a)
-    da[..., 0] = 1.0
-    shift = pred(z, a + da) - pred(z, a)
-    torch.testing.assert_close(shift, pred.a_out.weight[:, 0].expand_as(shift), atol=1e-5, rtol=1e-5)
-    assert pred.a_in is None and pred.a_out.weight[:, 0].abs().max() > 1e-3
-    tok = LevelPredictor(6, 2, None, width=16, layers=2, heads=2, history=1)
-    s2 = tok(z, a + da) - tok(z, a)
-    assert (s2 - s2[:1, :1]).abs().max() > 1e-3  # token actions: the shift depends on the state
-    with pytest.raises(ValueError, match="additive"):
-        LevelPredictor(6, 2, None, action_input="film")
-
-
-def test_action_input_config_is_per_level_and_validated():
-    from hjepa.api import compose
-    from hjepa.config import validate_config
-
-    m = ModelConfig(depth=2, latent_dim=16, pred_dim=32, encoder_width=8, action_input=["token", "additive"])
-    model = build_hjepa(m, RegularizerConfig(seed=0), (3, 16, 16), 1)
-    assert [lvl.predictor.action_input for lvl in model.levels] == ["token", "additive"]
-    with pytest.raises(ConfigError, match=r"model.action_input\[1\]='film'.*token, additive"):
-        validate_config(compose(["model.action_input=[token,film]"]))
-    with pytest.raises(ConfigError, match=r"model.action_input.*needs 2 values"):
-        validate_config(compose(["model.action_input=[token]"]))

@@ -9,9 +9,7 @@ from torch import Tensor, nn
 
 from .attention import Block
 
-__all__ = ["LevelPredictor", "sinusoidal_positions", "ACTION_INPUTS"]
-
-ACTION_INPUTS = ("token", "additive")
+__all__ = ["LevelPredictor", "sinusoidal_positions"]
 
 
 def sinusoidal_positions(length: int, dim: int, device=None, dtype=torch.float32) -> Tensor:
@@ -36,28 +34,18 @@ class LevelPredictor(nn.Module):
     ctx[t])``, so whatever the next latent depends on (a velocity, say) must be in ``z[t]``
     itself rather than be read off a sequence of latents.
 
-    ``action_input="additive"`` keeps the action out of the transformer and adds a learned linear
-    function of it to the output: ``ẑ[t+1] = f(z[≤t], ctx[≤t]) + B a[t]``. Latent dynamics affine
-    in the action with a state-independent ``B`` need a latent coordinate on which the action acts
-    the same way in every state — for a pendulum the angular velocity, which a torque changes by
-    the same amount at any angle (a Cartesian velocity of the tip would not do: its response to a
-    torque turns with the angle).
-
     Shapes: ``z (B, T, D)``, ``a (B, T, A)``, ``ctx (B, T, D_ctx)`` or ``None`` → ``(B, T, D)``,
     where output ``t`` is the prediction of ``z[t + 1]``.
     """
 
     def __init__(self, dim: int, action_dim: int, ctx_dim: int | None, width: int = 128, layers: int = 2,
-                 heads: int = 4, backend: str = "auto", history: int = 0, action_input: str = "token"):
+                 heads: int = 4, backend: str = "auto", history: int = 0):
         super().__init__()
         if history < 0:
             raise ValueError(f"predictor history {history} must be >= 0 (0: the whole past)")
-        if action_input not in ACTION_INPUTS:
-            raise ValueError(f"unknown action input {action_input!r}; choose one of {', '.join(ACTION_INPUTS)}")
-        self.width, self.history, self.action_input = width, history, action_input
+        self.width, self.history = width, history
         self.z_in = nn.Linear(dim, width)
-        self.a_in = nn.Linear(action_dim, width) if action_input == "token" else None
-        self.a_out = nn.Linear(action_dim, dim, bias=False) if action_input == "additive" else None
+        self.a_in = nn.Linear(action_dim, width)
         self.c_in = nn.Linear(ctx_dim, width) if ctx_dim else None
         windows = [history] + [1] * (layers - 1) if history > 0 else [0] * layers
         self.blocks = nn.ModuleList(Block(width, heads, backend=backend, window=w) for w in windows)
@@ -71,9 +59,7 @@ class LevelPredictor(nn.Module):
             raise ValueError(f"actions {tuple(a.shape)} and latents {tuple(z.shape)} disagree on (B, T)")
         start = cache[0].get("len", 0) if cache is not None else 0
         pos = sinusoidal_positions(start + z.shape[1], self.width, z.device, z.dtype)[start:]
-        h = self.z_in(z) + pos
-        if self.a_in is not None:
-            h = h + self.a_in(a)
+        h = self.z_in(z) + self.a_in(a) + pos
         if self.c_in is not None:
             if ctx is None:
                 raise ValueError("this level was built with top-down context; pass ctx (B, T, D_ctx)")
@@ -82,8 +68,7 @@ class LevelPredictor(nn.Module):
             cache[0]["len"] = start + z.shape[1]
         for i, blk in enumerate(self.blocks):
             h = blk(h, causal=True, cache=cache[i + 1] if cache is not None else None)
-        out = self.out(self.norm(h))
-        return out + self.a_out(a) if self.a_out is not None else out
+        return self.out(self.norm(h))
 
     def new_cache(self) -> list[dict]:
         """An empty incremental-decoding cache: step count, then keys/values per block."""
