@@ -27,16 +27,21 @@ def _plt():
 
 def plot_success(results: dict[str, dict], path: Path, title: str = "") -> Path:
     """``results``: label → the ``by_distance`` dict of ``summarise``. One line per planner."""
+    import textwrap
+
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2 + 0.18 * ((len(results) + 1) // 2)), constrained_layout=True)
+    labels = {k: textwrap.fill(k, 70) for k in results}  # long labels wrap instead of squeezing the axes
+    ncol = 1 if max(map(len, results), default=0) > 40 else 2
+    rows = sum(v.count("\n") + 1 for v in labels.values()) // ncol + 1
+    fig, ax = plt.subplots(figsize=(6.4, 4.2 + 0.16 * rows), constrained_layout=True)
     for label, by_d in sorted(results.items()):
         d = sorted(by_d, key=int)
-        ax.plot([int(x) for x in d], [100 * by_d[x]["success"] for x in d], marker="o", label=label)
+        ax.plot([int(x) for x in d], [100 * by_d[x]["success"] for x in d], marker="o", label=labels[label])
     ax.set_xlabel("room-graph distance from start to goal (doorways to cross)")
     ax.set_ylabel("success (%)")
     ax.set_ylim(-3, 103)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=7, frameon=False)  # off the lines
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, fontsize=7, frameon=False)  # off the lines
     ax.set_title(title or "planning success by distance", fontsize=10)
     fig.savefig(path, dpi=120)
     plt.close(fig)
