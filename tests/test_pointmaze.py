@@ -199,3 +199,36 @@ def test_pointmaze_config_errors_name_the_key():
                       (["env=pointmaze", "env.action_repeat=0"], "env.action_repeat"), (["eval.max_steps=0"], "eval.max_steps")):
         with pytest.raises(ConfigError, match=key):
             validate_plan_config(_plan_cfg("/tmp", *over))
+
+
+@pytest.fixture(scope="module")
+def umaze_state_run(tmp_path_factory):
+    """A depth-2 model trained a few steps on PointMaze UMaze state vectors (data=gym)."""
+    pytest.importorskip("gymnasium_robotics")
+    from hjepa.train import Trainer
+
+    root = tmp_path_factory.mktemp("pm")
+    cfg = hjepa.compose(["data=gym", "data.env_id=PointMaze_UMaze-v3", "data.obs=state", "data.action_repeat=10",
+                         "data.num_train_episodes=4", "data.num_eval_episodes=4", "data.episode_len=16",
+                         "data.clip_len=8", "data.batch_size=4", "data.workers=1", f"data.cache_dir={root / 'cache'}",
+                         "model.encoder=mlp", "model.depth=2", "model.stride=2", "model.latent_dim=16",
+                         "model.pred_dim=32", "eval.num_clips=8", "train.steps=2", "train.eval_every=2",
+                         "train.checkpoint_every=2", "train.progress=false", "tracking.enabled=false",
+                         "optim.warmup_steps=1"], out_dir=str(root / "run"))
+    Trainer(cfg).run()
+    return root / "run"
+
+
+@pytest.mark.parametrize("planner", ["flat", "hierarchical"])
+def test_hjepa_plan_takes_the_pointmaze_world_from_the_run(umaze_state_run, tmp_path, planner):
+    """run= a data=gym PointMaze model: the world (maze, obs=state, action_repeat) comes from its data
+    config — env.* is ignored — and the planner acts end to end with its budget counted."""
+    from hjepa.planning.cli import plan
+
+    over = [f"run={umaze_state_run}", f"planner={planner}", "env.grid=[2,2]", "eval.episodes=2", "eval.distances=[1,6]",
+            "eval.max_steps=4", "planner.samples=8", "planner.iterations=2", "planner.horizon=4", "threads=1"]
+    res = plan(_plan_cfg(tmp_path, *over))
+    assert set(res["by_distance"]) == {"1", "6"}
+    assert all(r["model_evals"] > 0 and r["episodes"] == 2 for r in res["by_distance"].values())
+    assert res["by_distance"]["6"]["mean_steps"] == 4  # a goal six cells away is not reached in 4 steps
+    assert (tmp_path / "filmstrip.png").stat().st_size > 0
