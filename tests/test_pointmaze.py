@@ -232,3 +232,11 @@ def test_hjepa_plan_takes_the_pointmaze_world_from_the_run(umaze_state_run, tmp_
     assert all(r["model_evals"] > 0 and r["episodes"] == 2 for r in res["by_distance"].values())
     assert res["by_distance"]["6"]["mean_steps"] == 4  # a goal six cells away is not reached in 4 steps
     assert (tmp_path / "filmstrip.png").stat().st_size > 0
+
+
+def test_pointmaze_presets_differ_in_depth_only():
+    d2, d1 = hjepa.compose(["experiment=pointmaze"]), hjepa.compose(["experiment=pointmaze_flat"])
+    assert d2.data.name == d1.data.name == "gym" and d2.data.env_id == "PointMaze_Medium-v3" and d2.data.obs == "state"
+    assert (d2.model.depth, d1.model.depth) == (2, 1)
+    assert list(d2.model.geometry_weight) == [10.0, 10.0] and list(d1.model.geometry_weight) == [10.0]
+    assert d2.train.steps == d1.train.steps == 3000 and d2.data == d1.data
