@@ -189,6 +189,11 @@ def test_hjepa_plan_in_pointmaze_end_to_end(tmp_path):
     for f in ("plan_results.json", "success_vs_distance.png", "filmstrip.png", "episodes.gif"):
         assert (tmp_path / f).stat().st_size > 0
     assert not (tmp_path / "world_energy.png").exists()
+    from hjepa.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"eval.distances.*choose 1 \.\. 6"):
+        plan(_plan_cfg(tmp_path, "env=pointmaze", "env.maze=umaze", "env.obs=state", "planner=random",
+                       "eval.distances=[0]"))
 
 
 def test_pointmaze_config_errors_name_the_key():

@@ -95,7 +95,10 @@ def _tasks(cfg: DictConfig, world: World) -> Tasks:
                                                 f"(0, {env.cols}) x (0, {env.rows}) (room widths)")
         d = env.room_distances[env.room_id(start), env.room_id(goal)]
         return Tasks(start[None], goal[None], np.array([d]))
-    return world.sample_tasks(list(e.distances) if e.distances is not None else None, e.episodes, e.seed)
+    try:
+        return world.sample_tasks(list(e.distances) if e.distances is not None else None, e.episodes, e.seed)
+    except ValueError as err:  # a tier the map does not have: a user error, named by its key
+        raise ConfigError("eval.distances", list(e.distances or []), str(err).removeprefix("eval.distances: ")) from None
 
 
 def _maze_task(cfg: DictConfig, world: PointMazeWorld) -> Tasks:
