@@ -29,6 +29,10 @@ def _label(r: dict) -> str:
             extra = ["no top search: lower rollouts scored by the top energy to the goal"]
         if c.get("lower_windows", 1) > 1:
             extra.append(f"{c['lower_windows']} windows below")
+    if r["planner"] == "graph":
+        level = c.get("graph_level", -1)
+        extra.append(f"{'top-level' if level == -1 else f'level-{level}'} graph, {c.get('graph_nodes')} nodes, "
+                     f"lookahead {c.get('graph_lookahead')}")
     run = r.get("config", {}).get("run") or ""
     model = f" [{Path(run).name}]" if run else ""
     return f"{r['label']}{model}" + (f" {', '.join(extra)}" if extra else "")

@@ -1,7 +1,8 @@
-"""``hjepa-plan``: evaluate a planner in the rooms world, by room-graph distance.
+"""``hjepa-plan``: evaluate a planner in a planning world (rooms, or PointMaze), by distance to the goal.
 
     hjepa-plan run=<MLflow run id | checkpoint | run dir> planner=hierarchical
     hjepa-plan planner=oracle planner.oracle_cost=doorways          # no model needed
+    hjepa-plan env=pointmaze env.maze=medium planner=straight       # PointMaze (maze-cell distances)
     hjepa-plan -m run=<id> planner=flat,hierarchical,oracle,random,straight
 
 Logs an MLflow run (experiment ``hjepa-plan``) tagged with the model's run id, writes
@@ -23,26 +24,47 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..config import ConfigError
 from ..data.rooms import RoomsEnv
+from ..envs.gym_env import is_pointmaze
 from .config import register_plan_configs, validate_plan_config
 from .episodes import run_episodes, summarise
 from .planners import PlanningError, build_planner
-from .tasks import Tasks, sample_tasks
+from .tasks import Tasks
+from .worlds import PointMazeWorld, RoomsWorld, World
 
-__all__ = ["plan", "main", "model_run_id", "env_for"]
+__all__ = ["plan", "main", "model_run_id", "env_for", "world_for"]
 
 log = logging.getLogger("hjepa.plan")
 
 
 def env_for(cfg: DictConfig, run=None) -> RoomsEnv:
-    """The planning world: the run's rooms data config when planning with a model, else ``env.*``."""
+    """The rooms env: the run's rooms data config when planning with a model, else ``env.*``."""
     if run is not None:
         d = run.cfg.data
-        if d.name != "rooms":
-            raise PlanningError(f"hjepa-plan plans in the rooms world; run {cfg.run} was trained on data={d.name}")
         return RoomsEnv(tuple(d.grid), d.door_width, d.max_speed, d.image_size,
                         layout=d.get("layout", "open"), layout_seed=d.get("layout_seed", 0))
     e = cfg.env
     return RoomsEnv(tuple(e.grid), e.door_width, e.max_speed, e.image_size, layout=e.layout, layout_seed=e.layout_seed)
+
+
+def world_for(cfg: DictConfig, run=None) -> World:
+    """The planning world: from the run's data config when planning with a model (``data=rooms``,
+    or ``data=gym`` with a ``PointMaze_*`` id), else from ``env=rooms|pointmaze``."""
+    if run is not None:
+        d = run.cfg.data
+        if d.name == "rooms":
+            return RoomsWorld(env_for(cfg, run), cfg.eval.success_radius)
+        if d.name == "gym" and is_pointmaze(str(d.get("env_id", ""))):
+            return PointMazeWorld(str(d.env_id), str(d.get("obs", "pixels")), int(d.image_size),
+                                  int(d.get("action_repeat", 1)))
+        raise PlanningError(f"hjepa-plan plans in the rooms world or PointMaze; run {cfg.run} was trained on "
+                            f"data={d.name}{' ' + str(d.get('env_id')) if d.get('env_id') else ''}: train on "
+                            "data=rooms or data=gym data.env_id=PointMaze_Medium-v3 (or UMaze / Large)")
+    if cfg.env.name == "pointmaze":
+        from ..envs.pointmaze import maze_env_id
+
+        e = cfg.env
+        return PointMazeWorld(maze_env_id(e.maze), e.obs, e.image_size, e.action_repeat)
+    return RoomsWorld(env_for(cfg), cfg.eval.success_radius)
 
 
 def model_run_id(ref: str | None, ckpt: Path | None) -> str:
@@ -59,9 +81,12 @@ def model_run_id(ref: str | None, ckpt: Path | None) -> str:
     return ""
 
 
-def _tasks(cfg: DictConfig, env: RoomsEnv) -> Tasks:
+def _tasks(cfg: DictConfig, world: World) -> Tasks:
     e = cfg.eval
+    if e.goal is not None and isinstance(world, PointMazeWorld):
+        return _maze_task(cfg, world)
     if e.goal is not None:
+        env = world.env
         goal = np.asarray(e.goal, np.float64)
         start = np.asarray(e.start if e.start is not None else [0.5, 0.5], np.float64)
         for key, p in (("eval.goal", goal), ("eval.start", start)):
@@ -70,9 +95,27 @@ def _tasks(cfg: DictConfig, env: RoomsEnv) -> Tasks:
                                                 f"(0, {env.cols}) x (0, {env.rows}) (room widths)")
         d = env.room_distances[env.room_id(start), env.room_id(goal)]
         return Tasks(start[None], goal[None], np.array([d]))
-    top = int(env.room_distances.max())
-    distances = list(e.distances) if e.distances is not None else list(range(top + 1))
-    return sample_tasks(env, distances, e.episodes, e.seed)
+    try:
+        return world.sample_tasks(list(e.distances) if e.distances is not None else None, e.episodes, e.seed)
+    except ValueError as err:  # a tier the map does not have: a user error, named by its key
+        raise ConfigError("eval.distances", list(e.distances or []), str(err).removeprefix("eval.distances: ")) from None
+
+
+def _maze_task(cfg: DictConfig, world: PointMazeWorld) -> Tasks:
+    """One PointMaze episode from ``eval.start`` (default: the first free cell's centre) to ``eval.goal``."""
+    b, e = world.batch, cfg.eval
+    goal = np.asarray(e.goal, np.float64)
+    start = np.asarray(e.start, np.float64) if e.start is not None else b.cell_centres(b.cells[:1])[0]
+    idx = []
+    for key, p in (("eval.goal", goal), ("eval.start", start)):
+        rc = b.maze.cell_xy_to_rowcol(p) if p.shape == (2,) else None
+        hit = np.flatnonzero((b.cells == rc).all(1)) if rc is not None else []
+        if len(hit) == 0:
+            lo, hi = b.extent()[0], b.extent()[1]
+            raise ConfigError(key, [float(x) for x in p.ravel()], f"must be a position [x, y] (metres, within "
+                                                                   f"({lo}, {hi})) inside a free cell of the maze")
+        idx.append(int(hit[0]))
+    return Tasks(start[None], goal[None], np.array([b.distances[idx[1], idx[0]]]))
 
 
 def _energy_maps(model, env: RoomsEnv, action_dim: int, title: str):
@@ -108,18 +151,19 @@ def plan(cfg: DictConfig) -> dict:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = load_run(cfg.run, device=cfg.device) if cfg.run else None
-    env = env_for(cfg, run)
-    tasks = _tasks(cfg, env)
+    world = world_for(cfg, run)
+    tasks = _tasks(cfg, world)
+    max_steps = cfg.eval.max_steps if cfg.eval.max_steps is not None else world.default_max_steps
     model = run.model if run is not None else None
     action_dim = int(run.model.levels[0].action_dim) if run is not None else 2
     clip_len = int(run.cfg.data.clip_len) if run is not None else 0
-    planner = build_planner(cfg.planner.name, env, cfg.planner, cfg.eval.seed, model, action_dim, clip_len)
+    planner = build_planner(cfg.planner.name, world, cfg.planner, cfg.eval.seed, model, action_dim, clip_len)
     if hasattr(planner, "attach_memory"):  # planner=graph: remembered states from the model's training data
         from .graph import memory_frames
 
         planner.attach_memory(*memory_frames(run.cfg.data, cfg.planner.graph_nodes, cfg.eval.seed))
     with tqdm(total=None, desc=f"hjepa-plan {cfg.planner.name}", unit="step", disable=not sys.stderr.isatty()) as bar:
-        res = run_episodes(env, planner, tasks, cfg.eval.max_steps, cfg.eval.success_radius,
+        res = run_episodes(world, planner, tasks, max_steps, cfg.eval.success_radius,
                            cfg.eval.batch_episodes, progress=bar)
     by_d = summarise(res)
     label = _label(cfg.planner)
@@ -130,11 +174,14 @@ def plan(cfg: DictConfig) -> dict:
     # figures: this planner plus every other planner evaluated beside it (a multirun's sibling jobs)
     siblings = sorted(out.parent.glob(f"*/{report.RESULTS_FILE}")) if (out.parent / "multirun.yaml").exists() else []
     curves = report.load_results([*siblings, out / report.RESULTS_FILE])
-    figs = [report.plot_success(curves, out / "success_vs_distance.png", title=f"model {mid or cfg.run or '-'}"),
-            report.plot_filmstrip(env, res, out / "filmstrip.png", cfg.eval.filmstrip_episodes, label),
-            report.write_gif(env, res, out / "episodes.gif", cfg.eval.filmstrip_episodes, label=label)]
-    if run is not None and cfg.eval.energy_map:
-        rhos, fig = _energy_maps(run.model, env, action_dim, f"world-state energy to fixed goals — model {mid or cfg.run}")
+    figs = [report.plot_success(curves, out / "success_vs_distance.png", title=f"model {mid or cfg.run or '-'}",
+                                xlabel=world.distance_label),
+            report.plot_filmstrip(world, res, out / "filmstrip.png", cfg.eval.filmstrip_episodes, label),
+            report.write_gif(world, res, out / "episodes.gif", cfg.eval.filmstrip_episodes, label=label)]
+    if run is not None and cfg.eval.energy_map and not isinstance(world, RoomsWorld):
+        log.warning("world-state energy maps are drawn for the rooms world only: skipped in %s", world.name)
+    elif run is not None and cfg.eval.energy_map:
+        rhos, fig = _energy_maps(run.model, world.env, action_dim, f"world-state energy to fixed goals — model {mid or cfg.run}")
         fig.savefig(out / "world_energy.png", dpi=90)
         import matplotlib.pyplot as plt
 
@@ -154,6 +201,7 @@ def plan(cfg: DictConfig) -> dict:
         tracker.log_artifact(f)
     tracker.log_artifact(out / report.RESULTS_FILE)
     tracker.end()
+    world.close()
     result["mlflow_run_id"] = tracker.run_id
     return result
 
@@ -171,11 +219,12 @@ def _print_table(result: dict) -> None:
 
 def _hydra_main(cfg: DictConfig) -> None:
     from ..checkpoint import CheckpointError
+    from ..envs.gym_env import EnvsMissingError
 
     logging.basicConfig(level=logging.WARNING, format="[%(name)s] %(message)s")
     try:
         result = plan(cfg)
-    except (ConfigError, CheckpointError, PlanningError) as e:
+    except (ConfigError, CheckpointError, PlanningError, EnvsMissingError) as e:
         print(f"hjepa-plan: error: {e}", file=sys.stderr, flush=True)
         sys.exit(2)
     _print_table(result)

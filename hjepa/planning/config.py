@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
 
 from ..config import ConfigError, TrackingConfig, check_at_least, check_choices, check_no_missing_values
 
-__all__ = ["PlannerConfig", "PlanEvalConfig", "PlanEnvConfig", "PlanConfig", "register_plan_configs",
-           "validate_plan_config"]
+__all__ = ["PlannerConfig", "PlanEvalConfig", "PlanWorldConfig", "PlanEnvConfig", "PointMazeEnvConfig", "PlanConfig",
+           "register_plan_configs", "validate_plan_config"]
 
 
 @dataclass
@@ -43,22 +44,30 @@ class PlannerConfig:
 
 @dataclass
 class PlanEvalConfig:
-    episodes: int = 50  # per room-graph distance
+    episodes: int = 50  # per distance (room-graph, or maze cells in PointMaze)
     seed: int = 0  # start/goal pairs and the planner's sampling
-    distances: Optional[List[int]] = None  # default: 0 .. the map's largest
-    max_steps: int = 150
-    success_radius: float = 0.1  # room widths
+    distances: Optional[List[int]] = None  # default: rooms 0 .. the map's largest; PointMaze 4 tiers 1 .. largest
+    max_steps: Optional[int] = None  # default: rooms 150; PointMaze the env's time limit / action_repeat
+    success_radius: float = 0.1  # room widths (rooms; PointMaze uses its own 0.45 m)
     batch_episodes: int = 0  # episodes planned together (0 = all)
     filmstrip_episodes: int = 4
-    energy_map: bool = True  # with a model: world-state energy maps + per-level Spearman with geodesic distance
+    energy_map: bool = True  # rooms, with a model: world-state energy maps + per-level Spearman with geodesic distance
     goal: Optional[List[float]] = None  # plan one episode to this world position [x, y] instead
     start: Optional[List[float]] = None  # ...from here (default: the centre of room 0)
 
 
 @dataclass
-class PlanEnvConfig:
-    """The world for model-free planners; with ``run=`` it is taken from the run's data config."""
+class PlanWorldConfig:
+    """The planning world (``env=rooms|pointmaze``); with ``run=`` it is taken from the run's data config."""
 
+    name: str = "rooms"
+
+
+@dataclass
+class PlanEnvConfig(PlanWorldConfig):
+    """``env=rooms`` (default): hjepa's rooms maze."""
+
+    name: str = "rooms"
     grid: List[int] = field(default_factory=lambda: [3, 3])
     layout: str = "maze"
     layout_seed: int = 0
@@ -68,11 +77,22 @@ class PlanEnvConfig:
 
 
 @dataclass
+class PointMazeEnvConfig(PlanWorldConfig):
+    """``env=pointmaze``: gymnasium-robotics' PointMaze (needs ``pip install -e '.[envs]'``)."""
+
+    name: str = "pointmaze"
+    maze: str = "medium"  # umaze | medium | large
+    obs: str = "pixels"  # pixels | state (what a model was trained on)
+    image_size: int = 64
+    action_repeat: int = 10  # environment steps per planned action
+
+
+@dataclass
 class PlanConfig:
     run: Optional[str] = None  # MLflow run id | checkpoint | run dir (needed by flat/hierarchical)
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     eval: PlanEvalConfig = field(default_factory=PlanEvalConfig)
-    env: PlanEnvConfig = field(default_factory=PlanEnvConfig)
+    env: PlanWorldConfig = MISSING  # env=rooms (default) | pointmaze
     tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="hjepa-plan"))
     device: str = "cpu"
     threads: int = 0
@@ -82,6 +102,8 @@ class PlanConfig:
 def register_plan_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="hjepa_plan_schema", node=PlanConfig)
+    cs.store(group="env", name="rooms", node=PlanEnvConfig)
+    cs.store(group="env", name="pointmaze", node=PointMazeEnvConfig)
     for name in ("flat", "hierarchical", "graph", "oracle", "random", "straight"):
         cs.store(group="planner", name=name, node=PlannerConfig(name=name))
     cs.store(group="planner", name="oracle_doorways", node=PlannerConfig(name="oracle", oracle_cost="doorways"))
@@ -102,7 +124,15 @@ def validate_plan_config(cfg) -> None:
                     ("planner.samples", p.samples, 2), ("planner.iterations", p.iterations, 1),
                          ("planner.elites", p.elites, 1), ("planner.horizon", p.horizon, 1),
                          ("planner.top_horizon", p.top_horizon, 1), ("planner.replan_every", p.replan_every, 1),
-                         ("eval.episodes", e.episodes, 1), ("eval.max_steps", e.max_steps, 1)))
+                         ("eval.episodes", e.episodes, 1)))
+    if e.max_steps is not None:
+        check_at_least((("eval.max_steps", e.max_steps, 1),))
+    check_choices((("env", cfg.env.name, ("rooms", "pointmaze")),))
+    if cfg.env.name == "pointmaze":
+        from ..envs.pointmaze import MAZES
+
+        check_choices((("env.maze", cfg.env.maze, tuple(MAZES)), ("env.obs", cfg.env.obs, ("pixels", "state"))))
+        check_at_least((("env.action_repeat", cfg.env.action_repeat, 1), ("env.image_size", cfg.env.image_size, 8)))
     if p.replan_every > p.horizon:
         raise ConfigError("planner.replan_every", p.replan_every, f"must be <= planner.horizon={p.horizon}")
     if not 0 < e.success_radius < 1:

@@ -1,4 +1,4 @@
-"""The environment loop: planners act in the rooms world, vectorised over episodes."""
+"""The environment loop: planners act in a planning world (``worlds.py``), vectorised over episodes."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..data.rooms import RoomsEnv
 from .planners import History, Planner
 from .tasks import Tasks
+from .worlds import World, as_world
 
 __all__ = ["EpisodeResults", "run_episodes", "summarise"]
 
@@ -16,7 +16,7 @@ __all__ = ["EpisodeResults", "run_episodes", "summarise"]
 @dataclass
 class EpisodeResults:
     """Per episode: ``success``, ``steps`` (to success, else the step budget), ``final_distance``
-    (Euclidean, room widths), ``model_evals`` and ``plan_seconds``; ``paths (M, T+1, 2)`` and
+    (Euclidean, world units: room widths or metres), ``model_evals`` and ``plan_seconds``; ``paths (M, T+1, 2)`` and
     ``subgoal_paths (M, T, 2)`` (NaN where a planner has none) for drawing."""
 
     distance: np.ndarray
@@ -30,26 +30,28 @@ class EpisodeResults:
     goals: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
 
-def run_episodes(env: RoomsEnv, planner: Planner, tasks: Tasks, max_steps: int, success_radius: float,
-                 batch_episodes: int = 0, progress=None) -> EpisodeResults:
+def run_episodes(env: "World | RoomsEnv", planner: Planner, tasks: Tasks, max_steps: int,
+                 success_radius: float = 0.1, batch_episodes: int = 0, progress=None) -> EpisodeResults:
     """Run every task to success or ``max_steps``; ``batch_episodes`` > 0 runs them in chunks of
-    that many (memory), else all at once. An episode stops (the agent stays put) once it succeeds."""
+    that many (memory), else all at once. An episode stops (the agent stays put) once it succeeds.
+    ``env``: a ``World``, or a bare ``RoomsEnv`` (success within ``success_radius`` room widths)."""
+    world = as_world(env, success_radius)
     m = len(tasks)
     chunk = batch_episodes or m
     parts = []
     for lo in range(0, m, chunk):
         sl = slice(lo, min(lo + chunk, m))
-        parts.append(_run_chunk(env, planner, tasks.starts[sl], tasks.goals[sl], max_steps, success_radius, progress))
+        parts.append(_run_chunk(world, planner, tasks.starts[sl], tasks.goals[sl], max_steps, progress))
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return EpisodeResults(distance=tasks.distance, goals=tasks.goals, **cat)
 
 
-def _run_chunk(env, planner, starts, goals, max_steps, radius, progress):
+def _run_chunk(world: World, planner, starts, goals, max_steps, progress):
     e = len(starts)
     planner.reset(starts, goals)
-    pos = starts.copy()
-    hist = History(env.render(pos), pos, 2)
-    success = np.linalg.norm(pos - goals, axis=1) < radius
+    obs, pos = world.reset(starts, goals)
+    hist = History(obs, pos, world.action_dim)
+    success = world.success().copy()
     steps = np.where(success, 0, max_steps)
     sub = np.full((e, max_steps, 2), np.nan)
     for t in range(max_steps):
@@ -60,9 +62,9 @@ def _run_chunk(env, planner, starts, goals, max_steps, radius, progress):
         sg = planner.subgoals()
         if sg is not None and len(sg) == e:
             sub[:, t] = sg
-        pos = np.where(active[:, None], env.step(pos, a), pos)
-        hist.append(env.render(pos), pos, a)
-        reached = active & (np.linalg.norm(pos - goals, axis=1) < radius)
+        obs, pos = world.step(a, active)
+        hist.append(obs, pos, a)
+        reached = active & world.success()
         steps[reached] = t + 1
         success |= reached
         if progress is not None:
@@ -76,7 +78,7 @@ def _run_chunk(env, planner, starts, goals, max_steps, radius, progress):
 
 
 def summarise(res: EpisodeResults) -> dict[str, dict[str, float]]:
-    """Per room-graph distance: success rate, episodes, mean steps, mean final distance, and mean
+    """Per distance (room-graph or maze-cell): success rate, episodes, mean steps, mean final distance, and mean
     model evaluations and planning seconds per episode."""
     out = {}
     for d in np.unique(res.distance):

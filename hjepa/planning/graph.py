@@ -165,7 +165,7 @@ class GraphPlanner(FlatPlanner):
         self.pruned = np.zeros(len(goals), int)
 
     def plan(self, idx, hist):
-        frames = torch.from_numpy(hist.frames[idx, -1]).float().div_(255).to(self.device)
+        frames = self.world.to_model(hist.frames[idx, -1], self.device)  # uint8 frames / 255, state vectors as they are
         now = encode_held(self.model, frames, self.action_dim)[self.graph_level]
         e_now = self.graph.energies_to(now)
         up = []

@@ -1,7 +1,7 @@
 """Planners: model-predictive control toward a goal, chosen by name (``planner=...``).
 
-Every planner sees the same loop (``episodes.run_episodes``): at each step it gets the history of
-frames, positions and actions of the active episodes and returns their next actions. MPC planners
+Every planner sees the same loop (``episodes.run_episodes``) in any planning world
+(``worlds.py``): at each step it gets the history of observations, positions and actions of the active episodes and returns their next actions. MPC planners
 re-plan every ``replan_every`` steps, execute the first actions of the plan in between, and warm
 start from the shifted previous plan.
 
@@ -9,7 +9,7 @@ start from the shifted previous plan.
 * ``hierarchical``: the top level plans on its own clock toward the goal's top-level latent; the
   first latent it predicts is the subgoal of the level below, which plans toward it (scored
   through the upper level's energy of the summarised lower rollout), down to primitive actions.
-* ``oracle``: the same optimiser with the true simulator as the model; ``planner.oracle_cost=
+* ``oracle`` (rooms only): the same optimiser with the true simulator as the model; ``planner.oracle_cost=
   euclidean`` (distance to the goal: greedy planning at its best) or ``doorways`` (the next doorway
   of the shortest room path as subgoal: the upper bound).
 * ``random``: uniform random actions. ``straight``: heads straight for the goal, ignoring walls.
@@ -29,6 +29,7 @@ from ..models import HJEPA
 from .goals import encode_held
 from .optimizers import build_optimizer
 from .rollout import CandidateRollout
+from .worlds import RoomsWorld, World, as_world
 
 __all__ = ["PLANNERS", "build_planner", "History", "Planner", "PlanningError"]
 
@@ -38,7 +39,8 @@ class PlanningError(ValueError):
 
 
 class History:
-    """What the agents have seen: ``frames (E, T, C, H, W)`` uint8, ``pos (E, T, 2)``, ``actions (E, T−1, A)``."""
+    """What the agents have seen: ``frames (E, T, *obs)`` (uint8 images or float state vectors),
+    ``pos (E, T, 2)``, ``actions (E, T−1, A)``."""
 
     def __init__(self, frames: np.ndarray, pos: np.ndarray, action_dim: int):
         self.frames, self.pos = frames[:, None], pos[:, None]
@@ -71,8 +73,10 @@ class Planner:
 
     name = "base"
 
-    def __init__(self, env: RoomsEnv, cfg, seed: int):
-        self.env, self.cfg, self.seed = env, cfg, seed
+    def __init__(self, env: "World | RoomsEnv", cfg, seed: int):
+        self.world = as_world(env)
+        self.env = self.world.env if isinstance(self.world, RoomsWorld) else None  # rooms only (oracle)
+        self.cfg, self.seed = cfg, seed
 
     def reset(self, starts: np.ndarray, goals: np.ndarray) -> None:
         self.goals = goals
@@ -93,15 +97,14 @@ class RandomPlanner(Planner):
     name = "random"
 
     def act(self, hist, active):
-        return self.rng.uniform(-1, 1, size=(len(active), 2)).astype(np.float32)
+        return self.rng.uniform(-1, 1, size=(len(active), self.world.action_dim)).astype(np.float32)
 
 
 class StraightPlanner(Planner):
     name = "straight"
 
     def act(self, hist, active):
-        d = (self.goals - hist.pos[:, -1]) / self.env.max_speed
-        return np.clip(d, -1, 1).astype(np.float32)
+        return self.world.straight_action(hist.pos[:, -1], self.goals)
 
 
 class MPCPlanner(Planner):
@@ -159,6 +162,9 @@ class OraclePlanner(MPCPlanner):
 
     def __init__(self, env, cfg, seed):
         super().__init__(env, cfg, seed)
+        if self.env is None:
+            raise PlanningError(f"planner=oracle simulates the rooms world only (this world: {self.world.name}); "
+                                "use planner=flat|hierarchical|random|straight here")
         if cfg.oracle_cost not in ("euclidean", "doorways"):
             raise PlanningError(f"planner.oracle_cost={cfg.oracle_cost!r}: choose euclidean or doorways")
         self.cost_kind = cfg.oracle_cost
@@ -216,14 +222,14 @@ class _ModelPlanner(MPCPlanner):
 
     def reset(self, starts, goals):
         super().reset(starts, goals)
-        frames = torch.from_numpy(self.env.render(goals)).float().div_(255).to(self.device)
+        frames = self.world.to_model(self.world.goal_frames(goals), self.device)
         self.goal_latents = encode_held(self.model, frames, self.action_dim)  # [(E, D_k)]
 
     @torch.no_grad()
     def encode_history(self, idx: np.ndarray, hist: History, length: int):
         """Latents, macro-actions and top-down contexts of the last ``length`` observed steps."""
         f, a = hist.window(idx, length)
-        obs = torch.from_numpy(f).float().div_(255).to(self.device)
+        obs = self.world.to_model(f, self.device)
         zs, _, acts = self.model.encode(obs, torch.from_numpy(a).to(self.device))
         _, ctxs = self.model.predict(zs, acts)
         return zs, acts, ctxs
@@ -395,7 +401,7 @@ PLANNERS = {"flat": FlatPlanner, "hierarchical": HierarchicalPlanner, "oracle": 
 MODEL_PLANNERS = ("flat", "hierarchical", "graph")
 
 
-def build_planner(name: str, env: RoomsEnv, cfg, seed: int, model: HJEPA | None = None, action_dim: int = 2,
+def build_planner(name: str, env: "World | RoomsEnv", cfg, seed: int, model: HJEPA | None = None, action_dim: int = 2,
                   clip_len: int = 0) -> Planner:
     if name not in PLANNERS:
         raise PlanningError(f"unknown planner {name!r}; choose one of {', '.join(PLANNERS)}")

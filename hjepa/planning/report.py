@@ -1,5 +1,6 @@
-"""Figures of a planning evaluation: success against room-graph distance (one line per planner)
-and a filmstrip / GIF of a few episodes with the executed path and the planner's subgoals."""
+"""Figures of a planning evaluation: success against distance (one line per planner) and a
+filmstrip / GIF of a few episodes with the executed path and the planner's subgoals, drawn on the
+world's map (``World.background``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.rooms import RoomsEnv
 from .episodes import EpisodeResults
+from .worlds import World, as_world
 
 __all__ = ["plot_success", "plot_filmstrip", "write_gif", "RESULTS_FILE"]
 
@@ -25,28 +26,30 @@ def _plt():
     return plt
 
 
-def plot_success(results: dict[str, dict], path: Path, title: str = "") -> Path:
+def plot_success(results: dict[str, dict], path: Path, title: str = "",
+                 xlabel: str = "room-graph distance from start to goal (doorways to cross)") -> Path:
     """``results``: label → the ``by_distance`` dict of ``summarise``. One line per planner."""
+    import textwrap
+
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2 + 0.18 * ((len(results) + 1) // 2)), constrained_layout=True)
+    labels = {k: textwrap.fill(k, 70) for k in results}  # long labels wrap instead of squeezing the axes
+    ncol = 1 if max(map(len, results), default=0) > 40 else 2
+    rows = sum(v.count("\n") + 1 for v in labels.values()) // ncol + 1
+    fig, ax = plt.subplots(figsize=(6.4, 4.2 + 0.16 * rows), constrained_layout=True)
     for label, by_d in sorted(results.items()):
         d = sorted(by_d, key=int)
-        ax.plot([int(x) for x in d], [100 * by_d[x]["success"] for x in d], marker="o", label=label)
-    ax.set_xlabel("room-graph distance from start to goal (doorways to cross)")
+        ax.plot([int(x) for x in d], [100 * by_d[x]["success"] for x in d], marker="o", label=labels[label])
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("success (%)")
     ax.set_ylim(-3, 103)
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=7, frameon=False)  # off the lines
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, fontsize=7, frameon=False)  # off the lines
     ax.set_title(title or "planning success by distance", fontsize=10)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
-def _background(env: RoomsEnv, size: int = 192) -> np.ndarray:
-    hi = RoomsEnv((env.rows, env.cols), env.door_width, env.max_speed, size, layout=env.layout,
-                  layout_seed=env.layout_seed)
-    return hi._background.transpose(1, 2, 0)
 
 
 def _pick(res: EpisodeResults, n: int) -> list[int]:
@@ -57,8 +60,7 @@ def _pick(res: EpisodeResults, n: int) -> list[int]:
     return sorted(out[:n], key=lambda i: res.distance[i])
 
 
-def _draw(ax, env, bg, res: EpisodeResults, i: int, upto: int | None = None) -> None:
-    extent = (0, env.cols, 0, env.rows)
+def _draw(ax, bg, extent, res: EpisodeResults, i: int, upto: int | None = None) -> None:
     ax.imshow(bg, extent=extent, origin="upper")
     p = res.paths[i][: (upto or len(res.paths[i])) + 1]
     ax.plot(p[:, 0], p[:, 1], "-", color="tab:blue", lw=1.4)
@@ -74,14 +76,14 @@ def _draw(ax, env, bg, res: EpisodeResults, i: int, upto: int | None = None) -> 
     ax.set_xticks([]), ax.set_yticks([])
 
 
-def plot_filmstrip(env: RoomsEnv, res: EpisodeResults, path: Path, n: int = 4, label: str = "") -> Path:
+def plot_filmstrip(env: "World", res: EpisodeResults, path: Path, n: int = 4, label: str = "") -> Path:
     """Whole episodes side by side: executed path (blue), start, goal, subgoals (purple crosses)."""
     plt = _plt()
     idx = _pick(res, n)
-    bg = _background(env)
+    bg, extent = as_world(env).background()
     fig, axes = plt.subplots(1, len(idx), figsize=(2.6 * len(idx), 2.9), constrained_layout=True, squeeze=False)
     for ax, i in zip(axes[0], idx):
-        _draw(ax, env, bg, res, i)
+        _draw(ax, bg, extent, res, i)
     axes[0][0].legend(loc="lower left", fontsize=6, framealpha=0.8)
     if label:
         fig.suptitle(label, fontsize=9)
@@ -90,20 +92,20 @@ def plot_filmstrip(env: RoomsEnv, res: EpisodeResults, path: Path, n: int = 4, l
     return path
 
 
-def write_gif(env: RoomsEnv, res: EpisodeResults, path: Path, n: int = 4, every: int = 3, label: str = "") -> Path:
+def write_gif(env: "World", res: EpisodeResults, path: Path, n: int = 4, every: int = 3, label: str = "") -> Path:
     """An animated GIF of the same episodes, one frame every ``every`` steps."""
     plt = _plt()
     from matplotlib.animation import FuncAnimation, PillowWriter
 
     idx = _pick(res, n)
-    bg = _background(env)
+    bg, extent = as_world(env).background()
     last = int(max(res.steps[i] for i in idx))
     fig, axes = plt.subplots(1, len(idx), figsize=(2.4 * len(idx), 2.7), squeeze=False)
 
     def frame(t):
         for ax, i in zip(axes[0], idx):
             ax.clear()
-            _draw(ax, env, bg, res, i, upto=max(1, min(t, int(res.steps[i]))))
+            _draw(ax, bg, extent, res, i, upto=max(1, min(t, int(res.steps[i]))))
         if label:
             fig.suptitle(f"{label} — step {t}", fontsize=9)
 

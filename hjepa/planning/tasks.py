@@ -55,3 +55,36 @@ def sample_tasks(env: RoomsEnv, distances: list[int], episodes: int, seed: int, 
             close = np.linalg.norm(s - g, axis=1) < min_separation
         starts.append(s), goals.append(g), dist.append(np.full(episodes, d))
     return Tasks(np.concatenate(starts), np.concatenate(goals), np.concatenate(dist))
+
+
+def sample_maze_tasks(batch, distances: list[int], episodes: int, seed: int, min_separation: float = 0.5) -> Tasks:
+    """``episodes`` start/goal pairs for each maze-cell distance in ``distances`` (PointMaze).
+
+    ``batch``: a ``hjepa.envs.pointmaze.PointMazeBatch`` (free cells, their BFS distances, the env's
+    position noise). The start cell is uniform among cells that have a cell at that distance, the
+    goal cell uniform among those; positions are cell centres plus the environment's own uniform
+    noise (±0.25 cells), at least ``min_separation`` metres apart (more than the 0.45 success radius):
+    distances from 1 (neighbouring cells) up.
+    Each distance uses its own stream ``(seed, d)``.
+    """
+    starts, goals, dist = [], [], []
+    top = int(batch.distances.max())
+    for d in distances:
+        if not 1 <= d <= top:
+            raise ValueError(f"eval.distances: maze-cell distance {d} does not occur in this maze (choose 1 .. {top}; "
+                             "at 0 start and goal share a cell and lie within the 0.45 m success radius)")
+        rng = np.random.default_rng([seed, d])
+        pairs = np.argwhere(batch.distances == d)  # (P, 2) start cell, goal cell (indices into batch.cells)
+        s_cell = rng.choice(np.unique(pairs[:, 0]), episodes)
+        g_cell = np.array([rng.choice(pairs[pairs[:, 0] == c, 1]) for c in s_cell])
+
+        def place(cells):
+            return batch.cell_centres(batch.cells[cells]) + rng.uniform(-batch.noise, batch.noise, (len(cells), 2))
+
+        s, g = place(s_cell), place(g_cell)
+        close = np.linalg.norm(s - g, axis=1) < min_separation
+        while close.any():  # neighbouring cells: both redrawn (cells one apart are >= 0.5 m apart already)
+            s[close], g[close] = place(s_cell[close]), place(g_cell[close])
+            close = np.linalg.norm(s - g, axis=1) < min_separation
+        starts.append(s), goals.append(g), dist.append(np.full(episodes, d))
+    return Tasks(np.concatenate(starts), np.concatenate(goals), np.concatenate(dist))
