@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("paths", nargs="+")
     ap.add_argument("--out", default="planning_table.png")
     ap.add_argument("--markdown", default=None)
+    ap.add_argument("--title", default="", help="figure title (default: the world's distance)")
     a = ap.parse_args()
     files = []
     for p in map(Path, a.paths):
@@ -63,12 +64,14 @@ def main() -> None:
                  for d in dists]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {ev:,.0f} | {sec:.2f} |")
     table = "\n".join(lines)
-    print("success % (mean steps) by room-graph distance; episodes per cell: "
+    print("success % (mean steps) by distance; episodes per cell: "
           + ", ".join(sorted({str(v['episodes']) for r in results.values() for v in r['by_distance'].values()})))
     print(table)
     if a.markdown:
         Path(a.markdown).write_text(table + "\n")
-    plot_success({k: r["by_distance"] for k, r in results.items()}, Path(a.out), title="3x3 maze (layout_seed 0)")
+    xlabels = {r.get("distance_label") for r in results.values()} - {None}
+    xlabel = xlabels.pop() if len(xlabels) == 1 else "distance from start to goal"
+    plot_success({k: r["by_distance"] for k, r in results.items()}, Path(a.out), title=a.title, xlabel=xlabel)
     print(f"figure: {a.out}")
 
 

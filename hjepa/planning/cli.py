@@ -169,7 +169,7 @@ def plan(cfg: DictConfig) -> dict:
     label = _label(cfg.planner)
     mid = model_run_id(cfg.run, run.path if run is not None else None)
     result = {"planner": cfg.planner.name, "label": label, "model_run_id": mid, "by_distance": by_d,
-              "config": OmegaConf.to_container(cfg, resolve=True)}
+              "distance_label": world.distance_label, "config": OmegaConf.to_container(cfg, resolve=True)}
     (out / report.RESULTS_FILE).write_text(json.dumps(result, indent=1))
     # figures: this planner plus every other planner evaluated beside it (a multirun's sibling jobs)
     siblings = sorted(out.parent.glob(f"*/{report.RESULTS_FILE}")) if (out.parent / "multirun.yaml").exists() else []
