@@ -163,3 +163,23 @@ def test_graph_planner_needs_a_memory_and_a_valid_level(trained_d2):
     p = GraphPlanner(env, cfg, 0, run.model, 2, 16)
     with pytest.raises(PlanningError, match="needs a memory"):
         p.reset(np.array([[0.5, 0.5]]), np.array([[2.5, 2.5]]))
+
+
+def test_memory_comes_from_the_training_split_of_npz_data_too(tmp_path):
+    from omegaconf import OmegaConf
+
+    from hjepa.planning.graph import memory_frames
+
+    rng = np.random.default_rng(0)
+    obs = rng.integers(0, 255, (10, 6, 3, 8, 8), dtype=np.uint8)
+    state = rng.random((10, 6, 2)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", obs=obs, actions=np.zeros((10, 6, 2), np.float32), state=state,
+             factor_names=np.array(["pos_x", "pos_y"]))
+    cfg = OmegaConf.merge(hjepa.compose(["data=npz", f"data.path={tmp_path / 'd.npz'}", "data.clip_len=4",
+                                         "model.depth=1"]).data)
+    frames, pos = memory_frames(cfg, 50, 0)
+    assert frames.shape == (50, 3, 8, 8) and pos.shape == (50, 2)
+    for f, p in zip(frames, pos):
+        e, t = np.argwhere((obs == f).all(axis=(2, 3, 4)))[0]
+        assert e < 8  # 2 of 10 episodes are held out for evaluation (data.eval_fraction): never remembered
+        np.testing.assert_allclose(p, state[e, t])  # each frame's position is its own state

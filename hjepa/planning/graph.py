@@ -58,9 +58,9 @@ def held_summary(model, z0: Tensor, k: int) -> Tensor:
 def memory_frames(data_cfg, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     """``n`` frames ``(n, *obs)`` uint8/float drawn from the training split of ``data_cfg`` and their
     positions ``(n, 2)`` when the data's first two factors are positions (for drawing), else None."""
-    from ..data.dataset import generate_or_load
+    from ..data.dataset import build_data
 
-    tr = generate_or_load(data_cfg, "train", data_cfg.num_train_episodes, data_cfg.seed)
+    tr = build_data(data_cfg).train.traj  # generated (cached) or the user's npz, its training split
     rng = np.random.default_rng(seed)
     ep = rng.integers(0, tr.num_episodes, n)
     t = rng.integers(0, tr.episode_len, n)
