@@ -147,7 +147,7 @@ def test_next_step_objective_is_the_hjepa_loss(tiny_overrides, tmp_path):
                          "train/level1/reg_loss"}
 
 
-@pytest.mark.parametrize("objective,extra", [("masked", []), ("pixel", ["model.depth=1"]), ("contrastive", ["model.depth=1"])])
+@pytest.mark.parametrize("objective,extra", [("masked", []), ("pixel", ["model.depth=1"]), ("contrastive", [])])
 def test_objective_trains_end_to_end(objective, extra, tiny_overrides, tmp_path, tmp_tracking):
     cfg = compose([*tiny_overrides, *SMALL, f"objective={objective}", *extra, "model.encoder=tubelet", "train.steps=10",
                    "train.eval_every=10", "train.log_every=5"], out_dir=str(tmp_path))
