@@ -42,7 +42,7 @@ from .config import ConfigError, register_configs, validate_config
 from .data import DataBundle, DataValidationError, build_data
 from .reference_probes import reference_probes
 from .accel import DeviceBatches, TrainStep, build_adamw, data_fits_device
-from .models import momentum_schedule
+from .models import HJEPA, momentum_schedule
 from .objectives import build_objective
 from .sweeps import sweep_id
 from .tracking import Tracker, flatten
@@ -403,8 +403,8 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         metrics = self.objective.evaluate(self.eval_batch, self.data.factor_names, self.device)
-        if self.step >= self.cfg.train.steps and self.cfg.eval.reference_probes and self.objective.num_levels > 0 \
-                and OmegaConf.select(self.cfg, "objective.name") != "masked":
+        # the references rebuild the HJEPA untrained: only objectives whose module is one (not masked's token model)
+        if self.step >= self.cfg.train.steps and self.cfg.eval.reference_probes and isinstance(self.objective.module, HJEPA):
             metrics.update(reference_probes(self.cfg, self.eval_batch, self.data.factor_names, self.data.obs_shape,
                                             self.data.action_dim, self.device))
         alarms = {}

@@ -117,6 +117,7 @@ def test_graph_planner_runs_end_to_end(trained_d2, tmp_path, extra):
     res = plan(cfg)
     row = res["by_distance"]["1"]
     assert row["episodes"] == 2 and row["model_evals"] > 0
+    assert res["graph_encoded_frames"] == 64 * 8  # 64 remembered frames, each held for the 8-frame shortest clip
     assert (tmp_path / "filmstrip.png").stat().st_size > 0
     if extra:
         return

@@ -24,13 +24,17 @@ __all__ = ["ClipDataset", "StepBatchSampler", "DataBundle", "build_data", "load_
 
 # name -> generator(cfg, num_episodes, seed) -> Trajectories
 ENVS: dict[str, Callable[..., Trajectories]] = {}
+# name -> the packages whose versions are part of its cache key (the simulators behind it)
+ENV_PACKAGES: dict[str, tuple[str, ...]] = {}
 
 
-def register_env(name: str):
-    """Decorator registering a generator ``fn(cfg, num_episodes, seed) -> Trajectories``."""
+def register_env(name: str, packages: tuple[str, ...] = ()):
+    """Decorator registering a generator ``fn(cfg, num_episodes, seed) -> Trajectories``; the
+    versions of ``packages`` (when installed, else ``-``) enter the cache key of its data."""
 
     def wrap(fn):
         ENVS[name] = fn
+        ENV_PACKAGES[name] = tuple(packages)
         return fn
 
     return wrap
@@ -62,7 +66,7 @@ def _ou(cfg, num_episodes: int, seed: int) -> Trajectories:
                        obs_noise=cfg.obs_noise, mix_seed=cfg.mix_seed, pushed=list(cfg.pushed), push=cfg.push)
 
 
-@register_env("gym")
+@register_env("gym", packages=("gymnasium", "gymnasium-robotics", "mujoco"))
 def _gym(cfg, num_episodes: int, seed: int) -> Trajectories:
     from ..envs.gym_data import generate_gym
 
@@ -77,13 +81,11 @@ _GEN_KEYS_EXCLUDED = {"batch_size", "clip_len", "cache_dir", "num_train_episodes
 
 
 def _simulator_versions(name: str) -> dict[str, str]:
-    """Versions of the simulator packages behind ``data.name`` (part of the cache key)."""
-    if name != "gym":
-        return {}
+    """Versions of the packages registered behind ``data.name`` (part of the cache key)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for pkg in ("gymnasium", "gymnasium-robotics", "mujoco"):
+    for pkg in ENV_PACKAGES.get(name, ()):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

@@ -118,7 +118,7 @@ def make_env(env_id: str, image_size: int = 64, render: bool = True, **kwargs):
     require_envs("gymnasium")
     import gymnasium as gym
 
-    if is_pointmaze(env_id) or env_id.split("/")[0] not in ("", env_id):
+    if is_pointmaze(env_id):
         require_envs("gymnasium_robotics", "mujoco")
     _register_robotics(gym)
     if env_id not in gym.registry:

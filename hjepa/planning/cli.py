@@ -170,6 +170,8 @@ def plan(cfg: DictConfig) -> dict:
     mid = model_run_id(cfg.run, run.path if run is not None else None)
     result = {"planner": cfg.planner.name, "label": label, "model_run_id": mid, "by_distance": by_d,
               "distance_label": world.distance_label, "config": OmegaConf.to_container(cfg, resolve=True)}
+    if hasattr(planner, "graph_encoded_frames"):  # planner=graph: the one-off cost of encoding its memory
+        result["graph_encoded_frames"] = planner.graph_encoded_frames
     (out / report.RESULTS_FILE).write_text(json.dumps(result, indent=1))
     # figures: this planner plus every other planner evaluated beside it (a multirun's sibling jobs)
     siblings = sorted(out.parent.glob(f"*/{report.RESULTS_FILE}")) if (out.parent / "multirun.yaml").exists() else []

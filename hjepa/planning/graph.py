@@ -21,8 +21,8 @@ global ones, the idea of search on the replay buffer (Eysenbach et al., 2019):
 ``planner.graph_level`` picks which level's energy defines the graph: the top level (default; the
 hierarchy supplies the long-range geometry) or level 0 (the same planner with flat distances — the
 ablation that tells whether the hierarchy is what helps). Encoding the memory costs
-``graph_nodes × min_clip_len`` frames through the encoders once per planner (reported as
-``graph_encoded_frames``); the per-step search budget is the flat planner's.
+``graph_nodes × min_clip_len`` frames through the encoders once per planner (``graph_encoded_frames``
+in ``plan_results.json``); the per-step search budget is the flat planner's.
 """
 
 from __future__ import annotations
@@ -144,10 +144,8 @@ class GraphPlanner(FlatPlanner):
 
     def attach_memory(self, frames: np.ndarray, positions: np.ndarray | None) -> None:
         """Encode the memory and build the graph (once per planner)."""
-        obs = torch.from_numpy(frames)
-        obs = obs.float().div_(255) if obs.dtype == torch.uint8 else obs.float()
-        parts = [encode_held(self.model, obs[i: i + 256].to(self.device), self.action_dim)
-                 for i in range(0, len(obs), 256)]
+        parts = [encode_held(self.model, self.world.to_model(frames[i: i + 256], self.device), self.action_dim)
+                 for i in range(0, len(frames), 256)]
         latents = [torch.cat([p[k] for p in parts]) for k in range(self.model.depth)]
         self.graph = WaypointGraph(self.model, latents, self.graph_level, self.cfg.graph_quantile)
         self.node_pos = positions
@@ -158,7 +156,6 @@ class GraphPlanner(FlatPlanner):
         if self.graph is None:
             raise PlanningError("planner=graph needs a memory: hjepa-plan attaches the run's training data")
         self.goal_energy = self.graph.energies_to(self.goal_latents[self.graph_level])  # (E, N)
-        self.final_goals = [g.clone() for g in self.goal_latents]
         self._sub = np.full((len(goals), 2), np.nan)
         self.banned = np.zeros((len(goals), self.graph.n), bool)
         self.route_lengths: list[list[float]] = [[] for _ in goals]
@@ -168,15 +165,16 @@ class GraphPlanner(FlatPlanner):
         frames = self.world.to_model(hist.frames[idx, -1], self.device)  # uint8 frames / 255, state vectors as they are
         now = encode_held(self.model, frames, self.action_dim)[self.graph_level]
         e_now = self.graph.energies_to(now)
-        up = []
-        for r, i in enumerate(idx):
-            w = self._waypoint(i, e_now[r])
-            self.goal_latents[0][i] = self.final_goals[0][i] if w < 0 else self.graph.latents[0][w]
-            up.append(self.final_goals[self.graph_level][i] if w < 0 else self.graph.latents[self.graph_level][w])
-            if self.node_pos is not None:
-                self._sub[i] = self.goals[i] if w < 0 else self.node_pos[w]
-        self._waypoint_up = torch.stack(up)  # (n, D_graph): the waypoints at the graph's level
+        w = np.array([self._waypoint(i, e_now[r]) for r, i in enumerate(idx)])  # -1: the goal itself
+        if self.node_pos is not None:
+            self._sub[idx] = np.where(w[:, None] < 0, self.goals[idx], self.node_pos[w])
+        # the waypoints at level 0 (what the flat planner aims at) and at the graph's level (its cost)
+        self._waypoint_latents = [torch.where(torch.from_numpy(w < 0).to(self.device)[:, None], self.goal_latents[k][idx],
+                                              self.graph.latents[k][w]) for k in (0, self.graph_level)]
         return super().plan(idx, hist)
+
+    def level0_target(self, idx):
+        return self._waypoint_latents[0]
 
     def _waypoint(self, i: int, e_now: np.ndarray) -> int:
         """Episode ``i``'s next waypoint node (-1: the goal itself). When the route has not shortened
@@ -203,7 +201,7 @@ class GraphPlanner(FlatPlanner):
             return super().energy(k, pred, goal)
         n, c, h, _ = pred.shape
         up = held_summary(self.model, rearrange(pred, "n c h d -> (n c h) d"), self.graph_level)
-        e = self.model.distance(rearrange(up, "(n c h) d -> n c h d", n=n, c=c), self._waypoint_up[:, None, None])
+        e = self.model.distance(rearrange(up, "(n c h) d -> n c h d", n=n, c=c), self._waypoint_latents[1][:, None, None])
         return e[..., -1] if self.cfg.cost == "terminal" else e.mean(-1)
 
     def subgoals(self):

@@ -252,10 +252,14 @@ class FlatPlanner(_ModelPlanner):
         zs, acts, ctxs = self.encode_history(idx, hist, length)
         roll = CandidateRollout(m, 0)
         roll.prefix(zs[0], acts[0][:, :-1], ctxs[0])
-        goal = self.goal_latents[0][idx]
+        goal = self.level0_target(idx)
         actions, _ = self._optimize(idx, lambda c: self.energy(0, roll.imagine(c.to(self.device)), goal).cpu(),
                                     self.horizon)
         return actions.numpy(), roll.evals
+
+    def level0_target(self, idx: np.ndarray) -> Tensor:
+        """The level-0 latents ``(n, D_0)`` episodes ``idx`` plan toward: their goals."""
+        return self.goal_latents[0][idx]
 
 
 def future_macro_actions(model: HJEPA, k: int, primitive: Tensor) -> Tensor:
