@@ -1,7 +1,8 @@
-"""Both tables of issue 11 on rooms (docs/objectives.md), from one command.
+"""Both tables of issue 11 (docs/objectives.md), from one command.
 
     python experiments/objectives_tables.py --steps 300 --seeds 0            # CPU-sized
     python experiments/objectives_tables.py --steps 3000 --seeds 0 1         # the full budget (GPU)
+    python experiments/objectives_tables.py --world pendulum --steps 1500    # table 2 on Pendulum pixels
 
 Runs (each a normal hjepa training run, tracked in MLflow when it is reachable; one torch thread):
 
@@ -12,6 +13,9 @@ Runs (each a normal hjepa training run, tracked in MLflow when it is reachable; 
   from scratch, N steps; (b) masked pretraining only, N steps (the run above); (c) masked
   pretraining N/2 steps, then the depth-2 hierarchy N/2 steps with level 0 initialised from it,
   frozen and fine-tuned; and a control: the same N/2 hierarchy steps on a frozen untrained level 0.
+
+``--world pendulum`` runs table 2 only, on ``experiment=pendulum`` (Pendulum-v1 from 32 px frames,
+depth 2, the tubelet ViT at level 0), with (b) its own masked run of N steps (``t2_masked``).
 
 ``--jobs NAME …`` runs only some runs (to spread them over processes); each run writes
 ``<out>/<name>-s<seed>.json``; ``--report`` prints the Markdown tables from those files. Every
@@ -30,16 +34,38 @@ from pathlib import Path
 
 CHECKPOINTS = (100, 300, 1000, 3000)
 OBJECTIVES = ("next_step", "masked", "pixel", "contrastive")
-FACTORS = ("pos_x", "pos_y", "vel_x", "vel_y", "room_id")
+WORLDS = ("rooms", "pendulum")
+# table 2's probe columns per world: (label, metric prefix, factor group); groups average their factors
+T2_COLUMNS = {
+    "rooms": [("pos L0", "eval/level0/", "pos"), ("vel L0", "eval/level0/", "vel"), ("room L0", "eval/level0/", "room_id"),
+              ("pos L0 tokens", "eval/level0/tokens/", "pos"), ("room L0 tokens", "eval/level0/tokens/", "room_id"),
+              ("pos L1", "eval/level1/", "pos"), ("vel L1", "eval/level1/", "vel"), ("room L1", "eval/level1/", "room_id"),
+              ("RankMe L0", "eval/level0/", "rankme")],
+    "pendulum": [("angle L0", "eval/level0/", "angle"), ("θ̇ L0", "eval/level0/", "theta_dot"),
+                 ("angle L0 tokens", "eval/level0/tokens/", "angle"), ("θ̇ L0 tokens", "eval/level0/tokens/", "theta_dot"),
+                 ("angle L1", "eval/level1/", "angle"), ("θ̇ L1", "eval/level1/", "theta_dot"),
+                 ("RankMe L0", "eval/level0/", "rankme"), ("RankMe L1", "eval/level1/", "rankme")],
+}
+GROUPS = {"pos": ["pos_x", "pos_y"], "vel": ["vel_x", "vel_y"], "angle": ["cos_theta", "sin_theta"]}
 
 
-def run_specs(steps: int) -> dict[str, dict]:
+def run_specs(steps: int, world: str = "rooms") -> dict[str, dict]:
     """name → {overrides, after (a run whose checkpoint it starts from)}."""
-    flat = ["experiment=objectives", "train.checkpoint_every=100000"]
+    if world not in WORLDS:
+        raise ValueError(f"unknown world {world!r}; choose from {WORLDS}")
     half = steps // 2
-    hier = ["model.depth=2", "model.encoder=tubelet", "train.checkpoint_every=100000", "train.eval_every=100",
-            "tracking.experiment=objectives"]
-    specs = {f"t3_{o}": {"overrides": [*flat, f"objective={o}", f"train.steps={steps}"]} for o in OBJECTIVES}
+    if world == "pendulum":  # the issue-10 Pendulum preset with the token encoder at level 0
+        base = ["experiment=pendulum", "model.encoder=tubelet", "train.checkpoint_every=100000",
+                "train.eval_every=100", "tracking.experiment=objectives"]
+        flat = [*base, "model.depth=1", "regularizer.per_level=[sigreg]", "regularizer.per_level_weight=[0.1]",
+                "model.pred_history=null", "model.idm_weight=null"]  # level 0 of the preset alone
+        hier = base
+        specs = {"t2_masked": {"overrides": [*flat, "objective=masked", f"train.steps={steps}"]}}
+    else:
+        flat = ["experiment=objectives", "train.checkpoint_every=100000"]
+        hier = ["model.depth=2", "model.encoder=tubelet", "train.checkpoint_every=100000", "train.eval_every=100",
+                "tracking.experiment=objectives"]
+        specs = {f"t3_{o}": {"overrides": [*flat, f"objective={o}", f"train.steps={steps}"]} for o in OBJECTIVES}
     specs["t2_scratch"] = {"overrides": [*hier, f"train.steps={steps}"]}
     specs["t2_pretrain"] = {"overrides": [*flat, "objective=masked", f"train.steps={half}"]}
     for name, freeze in (("t2_frozen", "true"), ("t2_finetune", "false")):
@@ -110,7 +136,7 @@ def _fmt(vals: list[float]) -> str:
     return f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}"
 
 
-def report(out: Path, steps: int) -> str:
+def report(out: Path, steps: int, world: str = "rooms") -> str:
     recs = _load(out)
     seeds = sorted({s for _, s in recs})
     lines = [f"seeds {seeds}; mean ± sd over seeds where there are several; device(s): "
@@ -124,34 +150,34 @@ def report(out: Path, steps: int) -> str:
         return r["history"][str(last)]
 
     # table 2: pretrain-then-hierarchy at equal total steps
-    lines += [f"**Pretrain-then-hierarchy** ({steps} total steps each): held-out probe R², level 0 (L0) and the "
-              "hierarchy's level 1 (L1)", ""]
-    cols = [("pos L0", "eval/level0/", "pos"), ("vel L0", "eval/level0/", "vel"), ("room L0", "eval/level0/", "room_id"),
-            ("pos L0 tokens", "eval/level0/tokens/", "pos"), ("room L0 tokens", "eval/level0/tokens/", "room_id"),
-            ("pos L1", "eval/level1/", "pos"), ("vel L1", "eval/level1/", "vel"), ("room L1", "eval/level1/", "room_id"),
-            ("RankMe L0", "eval/level0/", "rankme")]
+    lines += [f"**Pretrain-then-hierarchy** ({world}, {steps} total steps each): held-out probe R², level 0 (L0) "
+              "and the hierarchy's level 1 (L1)", ""]
+    cols = T2_COLUMNS[world]
     lines += ["| run | " + " | ".join(c[0] for c in cols) + " |", "|---|" + "---:|" * len(cols)]
-    rows = (("(a) next-step hierarchy from scratch", "t2_scratch"), ("(b) masked pretraining only", "t3_masked"),
+    masked_only = "t2_masked" if world == "pendulum" else "t3_masked"
+    rows = (("(a) next-step hierarchy from scratch", "t2_scratch"), ("(b) masked pretraining only", masked_only),
             ("(c) masked, then hierarchy, level 0 frozen", "t2_frozen"),
             ("(c) masked, then hierarchy, level 0 fine-tuned", "t2_finetune"),
             ("control: untrained level 0 frozen, hierarchy only (N/2 steps)", "t2_frozen_random"))
 
     def value(m: dict, prefix: str, what: str) -> float | None:
-        keys = {"pos": ["pos_x", "pos_y"], "vel": ["vel_x", "vel_y"]}.get(what, [what])
-        keys = [prefix + ("rankme" if k == "rankme" else f"probe_r2/{k}") for k in keys]
+        keys = [prefix + ("rankme" if k == "rankme" else f"probe_r2/{k}") for k in GROUPS.get(what, [what])]
         return statistics.mean(m[k] for k in keys) if all(k in m for k in keys) else None
 
     for label, name in rows:
         cells = []
         for _, prefix, what in cols:
-            if name == "t3_masked" and prefix == "eval/level0/":  # no latent: its level 0 is the tokens
+            if name == masked_only and prefix != "eval/level0/tokens/":  # no latent: its level 0 is the tokens
                 cells.append("–")
                 continue
             vals = [value(m, prefix, what) for s in seeds if (m := final(name, s)) is not None]
             cells.append(_fmt([v for v in vals if v is not None]))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("\npos = mean R² of pos_x and pos_y, vel = of vel_x and vel_y; L0 tokens: probes of the level-0 "
-                 "encoder's concatenated frame tokens")
+    groups = ", ".join(f"{g} = mean R² of {' and '.join(fs)}" for g, fs in GROUPS.items()
+                       if any(c[2] == g for c in cols))
+    lines.append(f"\n{groups}; L0 tokens: probes of the level-0 encoder's concatenated frame tokens")
+    if world != "rooms":
+        return "\n".join(lines)
     # table 3: sample efficiency
     points = [0] + [c for c in CHECKPOINTS if c <= steps]
     lines += ["", "**Sample efficiency** (flat model, tubelet ViT encoder, batch 16, same clips): held-out probe "
@@ -183,6 +209,7 @@ def report(out: Path, steps: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--world", choices=WORLDS, default="rooms", help="rooms: both tables; pendulum: table 2")
     ap.add_argument("--steps", type=int, default=3000, help="N: training steps of every run (table 2: total)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--out", type=Path, default=Path("outputs/objectives_tables"))
@@ -191,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run (e.g. train.device=cuda)")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
-    specs = run_specs(a.steps)
+    specs = run_specs(a.steps, a.world)
     if not a.report:
         names = a.jobs or list(specs)
         unknown = [n for n in names if n not in specs]
@@ -204,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
                 t = time.time()
                 train_one(n, specs[n], seed, a.out, a.overrides)
                 print(f"[objectives_tables] {n} seed {seed}: {time.time() - t:.0f} s", flush=True)
-    print(report(a.out, a.steps))
+    print(report(a.out, a.steps, a.world))
 
 
 if __name__ == "__main__":

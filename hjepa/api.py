@@ -194,8 +194,12 @@ def load_run(ref: str | Path, device: str | torch.device = "cpu", tracking_uri: 
     cfg.data.cache_dir = _data_cache_for(cfg.data.get("cache_dir"))
     meta = ck.get("data", {})
     model = build_hjepa(cfg.model, cfg.regularizer, tuple(meta["obs_shape"]), int(meta["action_dim"]))
+    from .objectives import OBJECTIVES  # heads that only trained the world model (the pixel decoder) stay out
+
+    heads = OBJECTIVES.get(OmegaConf.select(cfg, "objective.name", default="next_step"), OBJECTIVES["next_step"]).head_modules
+    state = {k: v for k, v in ck["model"].items() if k.split(".", 1)[0] not in heads}
     try:
-        model.load_state_dict(ck["model"])
+        model.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not match the stored config ({str(e).splitlines()[0][:300]})") from e
     model.to(device).eval()

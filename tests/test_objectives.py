@@ -19,6 +19,7 @@ from hjepa.objectives import (OBJECTIVES, MultiBlockTubeSampler, NextStepObjecti
                               build_objective, info_nce)
 from hjepa.objectives.masks import num_masked
 from hjepa.objectives.pixel import FrameDecoder
+from hjepa.api import load_run
 from hjepa.train import Trainer
 
 grids = st.tuples(st.integers(1, 4), st.integers(2, 6), st.integers(2, 6))
@@ -164,6 +165,12 @@ def test_objective_trains_end_to_end(objective, extra, tiny_overrides, tmp_path,
         assert after[own] < before[own]
     else:  # contrastive: the true next latent is closer to the prediction than another clip's, after training
         assert after["eval/level0/energy_gap"] > 0
+    if objective != "masked":  # the trained world model loads on its own; the pixel decoder stays out
+        run = load_run(tmp_path)
+        trained = {k: v for k, v in tr.model.state_dict().items() if not k.startswith("decoder.")}
+        assert (objective == "pixel") == (len(trained) < len(tr.model.state_dict()))
+        loaded = run.model.state_dict()
+        assert set(loaded) == set(trained) and all(torch.equal(loaded[k], v) for k, v in trained.items())
 
 
 def test_pretrain_then_hierarchy_frozen_and_finetuned(tiny_overrides, tmp_path, tmp_tracking):

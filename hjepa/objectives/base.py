@@ -22,9 +22,12 @@ class Objective:
     * ``evaluate(batch, factor_names, device)`` → ``eval/level{k}/<name>`` metrics for the
       ``num_levels`` levels it reports, including ``rankme`` (the trainer's collapse alarm reads it).
     * ``load_weights(ref, tracking_uri)``: ``model.init_from``.
+    * ``head_modules``: submodules the objective adds to an ``HJEPA`` only to train it (the pixel
+      decoder); ``hjepa.load_run`` leaves them out, so the world model loads on its own.
     """
 
     name = "base"
+    head_modules: tuple[str, ...] = ()
 
     def __init__(self, cfg: DictConfig, obs_shape: tuple[int, ...], action_dim: int):
         self.cfg = cfg

@@ -44,6 +44,7 @@ class FrameDecoder(nn.Module):
 
 class PixelObjective(NextStepObjective):
     name = "pixel"
+    head_modules = ("decoder",)
 
     def __init__(self, cfg, obs_shape, action_dim):
         super().__init__(cfg, obs_shape, action_dim)
