@@ -26,10 +26,10 @@ __all__ = [
     "MaskedObjectiveConfig", "PixelObjectiveConfig", "ContrastiveObjectiveConfig",
 ]
 
-ENCODERS = ("conv", "vit", "mlp", "tubelet")
+ENCODERS = ("conv", "vit", "mlp", "linear", "tubelet")
 TOPDOWN_MODES = ("last", "pred", "none")
 PRED_LOSSES = ("l2", "l1", "smooth_l1")
-SUMMARIZERS = ("latents", "frames")
+SUMMARIZERS = ("latents", "last", "frames")
 TARGET_MODES = ("ema", "stopgrad", "online")
 TARGET_NORMS = ("none", "layer", "batch")
 
@@ -134,7 +134,9 @@ class ModelConfig:
     action_dim_k: int = 16  # macro-action width at levels >= 1
     macro_action_norm: str = "none"  # none | layer: LayerNorm over each window of lower actions (hjepa <= 0.1; it
     #                                   erases the direction of a held 2-D action, so it is off by default)
-    summarizer: str = "latents"  # levels >= 1 summarise lower latents, or re-encode raw frames
+    summarizer: str = "latents"  # levels >= 1 summarise a window of lower latents (latents), the window's
+    # last lower latent (last: the level's clock tick), or re-encode raw frames (frames)
+    summarizer_hidden: int = 256  # hidden width of the latents/last summariser MLP; 0: one linear map
     topdown: str = "last"  # last | pred | none: what the level above passes down
     topdown_detach: bool = True  # no gradient from level k-1's loss into level k through context
     detach_bottom_up: bool = False  # level k's loss does not train level k-1's encoder
@@ -144,6 +146,8 @@ class ModelConfig:
     rollout_horizon: Optional[List[int]] = None  # H_k autoregressive rollout steps, default all 0
     idm_weight: Optional[List[float]] = None  # per level: linear inverse-dynamics term (the raw actions of each transition
     #                                         from the latents around it; hjepa/models/inverse_dynamics.py), default all 0
+    slowness_weight: Optional[List[float]] = None  # per level: slow-feature term mean (z[n+1] − z[n])² of the level's
+    #                                              own latents (hjepa/models/hjepa.py, docs/timescales.md), default all 0
     pred_history: Optional[List[int]] = None  # per level: steps of its own past the predictor sees (1 = Markov: the
     #                                          latent must carry what the next one depends on); default all 0 = the whole clip
     attention_backend: str = "auto"  # auto | sdpa | xformers
@@ -391,6 +395,7 @@ def validate_config(cfg: Config | DictConfig) -> None:
                               ("model.target_norm", m.target_norm, TARGET_NORMS),
                               ("model.encoder_out_norm", m.encoder_out_norm or "none", ("none", "batch")),
                               ("model.attention_backend", m.attention_backend, ("auto", "sdpa", "xformers"))))
+    check_at_least((("model.summarizer_hidden", m.summarizer_hidden, 0),))
     names = level_regularizers(r, m.depth)
     if r.per_level is not None and len(names) != m.depth:
         raise ConfigError("regularizer.per_level", names, f"needs {m.depth} names, one per level")
@@ -426,7 +431,7 @@ def validate_config(cfg: Config | DictConfig) -> None:
                           f"(self_goal is {m.geometry_self_goal})")
     for key, lst in (("model.loss_weights", m.loss_weights), ("model.rollout_horizon", m.rollout_horizon),
                      ("model.geometry_weight", m.geometry_weight), ("model.pred_history", m.pred_history),
-                     ("model.idm_weight", m.idm_weight)):
+                     ("model.idm_weight", m.idm_weight), ("model.slowness_weight", m.slowness_weight)):
         if lst is not None and len(lst) != m.depth:
             raise ConfigError(key, list(lst), f"needs {m.depth} values, one per level")
         if lst is not None and any(v < 0 for v in lst):

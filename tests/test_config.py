@@ -32,6 +32,8 @@ def test_overrides_reach_typed_fields():
     (["optim.lr=-0.001"], "optim.lr", "positive"),
     (["model.topdown=sideways"], "model.topdown", "last, pred, none"),
     (["model.loss_weights=[1.0]"], "model.loss_weights", "2 values"),
+    (["model.summarizer=middle"], "model.summarizer", "latents, last, frames"),
+    (["model.summarizer_hidden=-1"], "model.summarizer_hidden", ">= 0"),
 ])
 def test_invalid_configs_name_key_and_allowed_values(overrides, key, fragment):
     with pytest.raises(ConfigError) as e:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from hjepa.config import ModelConfig, RegularizerConfig, min_clip_len
-from hjepa.models import (EMATarget, LevelPredictor, SelfAttention, WindowEncoder, build_frame_encoder, build_hjepa,
+from hjepa.models import (EMATarget, LevelPredictor, SelfAttention, TickEncoder, WindowEncoder, build_frame_encoder, build_hjepa,
                           macro_action_windows, momentum_schedule, resolve_backend, topdown_context)
 
 
@@ -37,6 +37,36 @@ def test_conv_encoder_rejects_vector_observations():
 def test_window_encoder_drops_remainder():
     enc = WindowEncoder(4, 6, 5)
     assert enc(torch.randn(2, 11, 6)).shape == (2, 2, 5)
+
+
+def test_tick_encoder_reads_only_the_last_vector_of_each_window():
+    torch.manual_seed(0)
+    enc = TickEncoder(4, 6, 5)
+    x = torch.randn(2, 11, 6)
+    z = enc(x)
+    assert z.shape == (2, 2, 5)  # the remainder (steps 8-10) is dropped, as by WindowEncoder
+    y = x.clone()
+    y[:, [0, 1, 2, 4, 5, 6, 8, 9, 10]] += torch.randn(2, 9, 6)  # everything but the ticks 3 and 7
+    torch.testing.assert_close(enc(y), z)
+    y[:, 7] += torch.randn(2, 6)  # (a constant shift would vanish in the input LayerNorm)
+    assert torch.allclose(enc(y)[:, 0], z[:, 0]) and not torch.allclose(enc(y)[:, 1], z[:, 1])
+
+
+def test_linear_encoder_and_linear_summariser_are_affine_maps():
+    torch.manual_seed(0)
+    enc = build_frame_encoder("linear", (6,), 4, 32)
+    win = WindowEncoder(3, 4, 2, hidden=0)
+    tick = TickEncoder(3, 4, 2, hidden=0)
+    assert sum(p.numel() for p in enc.parameters()) == 6 * 4 + 4  # one weight matrix and bias
+    x, y = torch.randn(2, 6, 6), torch.randn(2, 6, 6)
+    for f in (lambda v: enc(v), lambda v: win(enc(v)), lambda v: tick(enc(v))):
+        zero = f(torch.zeros_like(x))
+        # affine: f(2x − y) − f(0) = 2(f(x) − f(0)) − (f(y) − f(0)), which no MLP with a GELU satisfies
+        torch.testing.assert_close(f(2 * x - y) - zero, 2 * (f(x) - zero) - (f(y) - zero), rtol=1e-4, atol=1e-5)
+    mlp = WindowEncoder(3, 4, 2)
+    zero = mlp(torch.zeros(2, 6, 4))
+    a, b = torch.randn(2, 6, 4), torch.randn(2, 6, 4)
+    assert not torch.allclose(mlp(2 * a - b) - zero, 2 * (mlp(a) - zero) - (mlp(b) - zero), atol=1e-3)
 
 
 def test_attention_matches_manual_softmax_and_is_causal():
@@ -126,7 +156,7 @@ def hierarchies(draw):
     depth = draw(st.integers(1, 3))
     strides = [draw(st.integers(2, 3)) for _ in range(depth - 1)]
     topdown = draw(st.sampled_from(["last", "pred", "none"]))
-    summarizer = draw(st.sampled_from(["latents", "frames"]))
+    summarizer = draw(st.sampled_from(["latents", "last", "frames"]))
     extra = draw(st.integers(0, 3))
     return depth, strides, topdown, summarizer, extra
 

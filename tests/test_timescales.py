@@ -117,7 +117,27 @@ def test_per_level_weight_enters_the_loss(tmp_path):
     assert float(res.total.detach()) == pytest.approx(float(want), rel=1e-5)
 
 
+def test_slowness_term_known_value_and_in_the_loss(tmp_path):
+    from hjepa.models.hjepa import slowness_loss
+
+    z = torch.arange(12.0).reshape(1, 4, 3)  # every step adds 3 to every dimension
+    assert float(slowness_loss(z)) == pytest.approx(9.0)
+    assert float(slowness_loss(torch.ones(2, 5, 4))) == 0.0
+    torch.manual_seed(0)
+    model, data = _model(["model.slowness_weight=[0,2,0.5]"], tmp_path)
+    b = data.eval_batch(4)
+    out = model(b["obs"], b["actions"])
+    res = model.losses(out)
+    assert res.slowness[0] is None
+    lam = model.reg_weights
+    base = sum((1 - lam[k]) * res.pred[k] + lam[k] * res.reg[k] for k in range(3))
+    want = base + 2 * slowness_loss(out.z[1]) + 0.5 * slowness_loss(out.z[2])
+    assert float(res.total.detach()) == pytest.approx(float(want), rel=1e-5)
+    assert float(res.slowness[1]) == pytest.approx(float(slowness_loss(out.z[1])), rel=1e-6)
+
+
 @pytest.mark.parametrize("override,key", [("model.latent_dims=[8,8]", "model.latent_dims"),
+                                          ("model.slowness_weight=[0,1]", "model.slowness_weight"),
                                           ("model.latent_dims=[8,0,4]", "model.latent_dims"),
                                           ("regularizer.per_level_weight=[0.1]", "regularizer.per_level_weight"),
                                           ("regularizer.per_level_weight=[0.1,1.5,0.1]",

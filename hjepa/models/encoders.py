@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from .attention import Block
 from .tubelet import TubeletViT
 
-__all__ = ["ConvEncoder", "ViTEncoder", "MLPEncoder", "WindowEncoder", "BatchStandardize", "FRAME_ENCODERS",
+__all__ = ["ConvEncoder", "ViTEncoder", "MLPEncoder", "LinearEncoder", "WindowEncoder", "TickEncoder", "BatchStandardize", "FRAME_ENCODERS",
            "build_frame_encoder"]
 
 
@@ -100,7 +100,22 @@ class MLPEncoder(_PerStep):
         return self.net(x.flatten(1))
 
 
-FRAME_ENCODERS = {"conv": ConvEncoder, "vit": ViTEncoder, "mlp": MLPEncoder, "tubelet": TubeletViT}
+class LinearEncoder(_PerStep):
+    """Vector observations ``(B, T, D_in)`` → ``(B, T, D)`` by one linear map: the encoder of the linear
+    theory (``theory/multiscale.py``), whose features are linear in what it sees. An MLP with a
+    wide SIGReg latent fills the dimensions that the data's factors leave free with non-linear
+    functions of them (e.g. products of slow components), which are themselves slow features."""
+
+    def __init__(self, obs_shape: tuple[int, ...], dim: int):
+        super().__init__()
+        self.net = nn.Linear(math.prod(obs_shape), dim)
+
+    def encode_frames(self, x: Tensor) -> Tensor:
+        return self.net(x.flatten(1))
+
+
+FRAME_ENCODERS = {"conv": ConvEncoder, "vit": ViTEncoder, "mlp": MLPEncoder, "linear": LinearEncoder,
+                  "tubelet": TubeletViT}
 
 
 def build_frame_encoder(name: str, obs_shape: tuple[int, ...], dim: int, width: int, *, patch_size: int = 8,
@@ -112,7 +127,7 @@ def build_frame_encoder(name: str, obs_shape: tuple[int, ...], dim: int, width: 
         from ..config import ConfigError  # a user error: the CLI prints it as one line
 
         raise ConfigError("model.encoder", name, f"needs image observations (C, H, W), but the data's per-step shape "
-                          f"is {tuple(obs_shape)}: use model.encoder=mlp for vector data")
+                          f"is {tuple(obs_shape)}: use model.encoder=mlp or linear for vector data")
     if name == "vit":
         return ViTEncoder(obs_shape, dim, width=max(width, 64), patch_size=patch_size, layers=vit_layers,
                           heads=heads, backend=backend)
@@ -121,6 +136,8 @@ def build_frame_encoder(name: str, obs_shape: tuple[int, ...], dim: int, width: 
                           layers=vit_layers, heads=heads, backend=backend)
     if name == "mlp":
         return MLPEncoder(obs_shape, dim, width=max(width, 128))
+    if name == "linear":
+        return LinearEncoder(obs_shape, dim)
     return ConvEncoder(obs_shape, dim, width, norm)
 
 
@@ -128,8 +145,9 @@ class WindowEncoder(nn.Module):
     """Summarises non-overlapping windows of ``window`` consecutive vectors.
 
     ``(B, T, D_in)`` → ``(B, T // window, D_out)``: an MLP over each flattened window (a trailing
-    remainder of fewer than ``window`` steps is dropped). Used bottom-up for latents and for
-    macro-actions.
+    remainder of fewer than ``window`` steps is dropped); ``hidden=0``: one linear map, without
+    the input norm (``model.summarizer_hidden=0``: a level linear in the level below). Used
+    bottom-up for latents and for macro-actions.
     """
 
     def __init__(self, window: int, dim_in: int, dim_out: int, hidden: int = 256, input_norm: bool = True):
@@ -138,6 +156,9 @@ class WindowEncoder(nn.Module):
         # LayerNorm over a flattened window suits latents, but it erases what a window of low-dimensional
         # actions says: a 2-D action held for the window, (ax, ay, ax, ay, …), normalises to the same
         # vector for every action with the same sign of ax − ay. Macro-action encoders use input_norm=False.
+        if hidden == 0:
+            self.net = nn.Linear(window * dim_in, dim_out)
+            return
         norm = nn.LayerNorm(window * dim_in) if input_norm else nn.Identity()
         self.net = nn.Sequential(norm, nn.Linear(window * dim_in, hidden), nn.GELU(), nn.Linear(hidden, dim_out))
 
@@ -145,6 +166,26 @@ class WindowEncoder(nn.Module):
         n = x.shape[1] // self.window
         w = rearrange(x[:, : n * self.window], "b (n s) d -> b n (s d)", s=self.window)
         return self.net(w)
+
+
+class TickEncoder(WindowEncoder):
+    """Summarises each window of ``window`` consecutive vectors by its **last** one, the level's clock
+    tick (``model.summarizer=last``): ``(B, T, D_in)`` → ``(B, T // window, D_out)``, an MLP of
+    ``x[:, (n+1)·window − 1]``.
+
+    The level's state is then exactly "the lower state at my tick", the quantity the timescale theory
+    is about: a window MLP can instead carry a fast component at two frames of the window (its
+    values just before and just after a window boundary are one frame apart, so predictable across
+    it), which measured on OU mixtures displaced a slower component (docs/timescales.md).
+    """
+
+    def __init__(self, window: int, dim_in: int, dim_out: int, hidden: int = 256, input_norm: bool = True):
+        super().__init__(1, dim_in, dim_out, hidden, input_norm)
+        self.window = window
+
+    def forward(self, x: Tensor) -> Tensor:
+        n = x.shape[1] // self.window
+        return self.net(x[:, self.window - 1: n * self.window: self.window])
 
 
 class BatchStandardize(nn.Module):

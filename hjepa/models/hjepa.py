@@ -41,6 +41,20 @@ class LossOutput:
     rollout: list[Tensor | None] = field(default_factory=list)
     geometry: list[Tensor | None] = field(default_factory=list)  # per-level temporal-distance loss (if on)
     inverse_dynamics: list[Tensor | None] = field(default_factory=list)  # per-level inverse-dynamics loss (if on)
+    slowness: list[Tensor | None] = field(default_factory=list)  # per-level slow-feature term (if on)
+
+
+def slowness_loss(z: Tensor) -> Tensor:
+    """Slow-feature term ``mean_n,d (z[n+1] − z[n])²`` of one level's latents ``(B, T, D)`` → ``()``.
+
+    Under SIGReg (unit variance per direction) a latent dimension that carries a component with
+    one-step autocorrelation ``ρ`` at the level's clock pays ``2(1 − ρ)``, so the term orders
+    components as the timescale theory does (slowest first). Unlike the prediction loss, whose
+    gradient toward a more predictable direction vanishes once the predictor ignores a dimension
+    (the dimension is then an unpredictable critical point the encoder does not leave), its
+    gradient shrinks fast content directly (docs/timescales.md).
+    """
+    return (z[:, 1:] - z[:, :-1]).float().square().mean()
 
 
 class HJEPA(nn.Module):
@@ -54,7 +68,7 @@ class HJEPA(nn.Module):
                  loss_weights: list[float] | None = None, rollout_horizon: list[int] | None = None,
                  reg_weight: float | list[float] = 0.1, topdown_detach: bool = True, detach_bottom_up: bool = False,
                  geometry_weight: list[float] | None = None, geometry: GeometryConfig = GeometryConfig(),
-                 idm_weight: list[float] | None = None):
+                 idm_weight: list[float] | None = None, slowness_weight: list[float] | None = None):
         super().__init__()
         self.levels = nn.ModuleList(levels)
         self.strides = list(strides)
@@ -67,6 +81,7 @@ class HJEPA(nn.Module):
         self.geometry = geometry
         # linear inverse-dynamics heads (models/inverse_dynamics.py), only at levels with a weight > 0
         self.idm_weight = list(idm_weight) if idm_weight is not None else [0.0] * len(levels)
+        self.slowness_weight = list(slowness_weight) if slowness_weight is not None else [0.0] * len(levels)
         action_dim = levels[0].action_dim
         self.idm_heads = nn.ModuleDict({str(k): InverseDynamicsHead(lvl.predictor.out.out_features, lvl.span, action_dim)
                                         for k, lvl in enumerate(levels) if self.idm_weight[k] > 0})
@@ -191,6 +206,11 @@ class HJEPA(nn.Module):
                 idm = self.idm_heads[str(k)].loss(out.z[k], out.actions[0])
                 level_loss = level_loss + self.idm_weight[k] * idm
             res.inverse_dynamics.append(idm.detach() if idm is not None else None)
+            slow = None
+            if self.slowness_weight[k] > 0:  # slow-feature analysis: penalise change between consecutive latents
+                slow = slowness_loss(out.z[k])
+                level_loss = level_loss + self.slowness_weight[k] * slow
+            res.slowness.append(slow.detach() if slow is not None else None)
             total = total + self.loss_weights[k] * level_loss
             res.pred.append(pred.detach())
             res.reg.append(reg.detach())
@@ -230,5 +250,6 @@ def build_hjepa(model_cfg, reg_cfg, obs_shape: tuple[int, ...], action_dim: int)
                  reg_weight=level_reg_weights(reg_cfg, model_cfg.depth), topdown_detach=model_cfg.topdown_detach,
                  detach_bottom_up=model_cfg.detach_bottom_up, geometry_weight=model_cfg.geometry_weight,
                  idm_weight=getattr(model_cfg, "idm_weight", None),
+                 slowness_weight=getattr(model_cfg, "slowness_weight", None),
                  geometry=GeometryConfig(model_cfg.geometry_discount, model_cfg.geometry_expectile,
                                          model_cfg.geometry_self_goal, model_cfg.geometry_random_goal))

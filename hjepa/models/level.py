@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ..regularizers import build_regularizer
 from .ema import EMATarget
-from .encoders import BatchStandardize, WindowEncoder, build_frame_encoder
+from .encoders import BatchStandardize, TickEncoder, WindowEncoder, build_frame_encoder
 from .predictor import LevelPredictor
 
 __all__ = ["Level", "prediction_distance", "macro_action_windows", "topdown_context"]
@@ -70,7 +70,8 @@ class Level(nn.Module):
     """Level ``k`` of an H-JEPA.
 
     * ``encoder``: level 0 — a frame encoder ``(B, T, *obs)`` → ``(B, T, D)``; level k ≥ 1 — a
-      ``WindowEncoder`` summarising ``stride`` lower latents, or (``summarizer=frames``) a frame
+      ``WindowEncoder`` summarising ``stride`` lower latents, a ``TickEncoder`` of the window's last
+      lower latent (``summarizer=last``), or (``summarizer=frames``) a frame
       encoder followed by a window encoder over the ``span`` raw frames of the window.
     * ``action_encoder``: identity at level 0, else a ``WindowEncoder`` over the lower actions of
       each transition (see ``macro_action_windows``).
@@ -109,8 +110,11 @@ class Level(nn.Module):
             self.action_encoder = nn.Identity()
         else:
             window = span if self.uses_frames else stride
-            self.encoder = (nn.Sequential(frame_encoder(), WindowEncoder(window, d, d)) if self.uses_frames
-                            else WindowEncoder(window, d_below, d))
+            if self.uses_frames:
+                self.encoder = nn.Sequential(frame_encoder(), WindowEncoder(window, d, d))
+            else:
+                summariser = TickEncoder if m.summarizer == "last" else WindowEncoder
+                self.encoder = summariser(window, d_below, d, hidden=getattr(m, "summarizer_hidden", 256))
             self.action_encoder = WindowEncoder(stride, action_dim_in, action_dim,
                                                 input_norm=m.macro_action_norm == "layer")
         if out_norm == "batch":

@@ -42,6 +42,8 @@ class NextStepObjective(Objective):
                 logs[f"train/level{k}/geometry_loss"] = losses.geometry[k]
             if getattr(losses, "inverse_dynamics", None) and losses.inverse_dynamics[k] is not None:
                 logs[f"train/level{k}/inverse_dynamics_loss"] = losses.inverse_dynamics[k]
+            if getattr(losses, "slowness", None) and losses.slowness[k] is not None:
+                logs[f"train/level{k}/slowness_loss"] = losses.slowness[k]
         return losses.total, logs
 
     def evaluate(self, batch, factor_names, device: torch.device) -> dict[str, float]:
