@@ -146,8 +146,8 @@ class ModelConfig:
     rollout_horizon: Optional[List[int]] = None  # H_k autoregressive rollout steps, default all 0
     idm_weight: Optional[List[float]] = None  # per level: linear inverse-dynamics term (the raw actions of each transition
     #                                         from the latents around it; hjepa/models/inverse_dynamics.py), default all 0
-    slowness_weight: Optional[List[float]] = None  # per level: slow-feature term mean (z[n+1] − z[n])² of the level's
-    #                                              own latents (hjepa/models/hjepa.py, docs/timescales.md), default all 0
+    slowness_weight: Optional[List[float]] = None  # per level from level 0: slow-feature term mean (z[n+1] − z[n])² of
+    #                 the level's own latents (docs/timescales.md); default all 0; extras ignored (one list serves a depth sweep)
     pred_history: Optional[List[int]] = None  # per level: steps of its own past the predictor sees (1 = Markov: the
     #                                          latent must carry what the next one depends on); default all 0 = the whole clip
     attention_backend: str = "auto"  # auto | sdpa | xformers
@@ -429,9 +429,12 @@ def validate_config(cfg: Config | DictConfig) -> None:
         raise ConfigError("model.geometry_random_goal", m.geometry_random_goal,
                           f"model.geometry_self_goal + model.geometry_random_goal must be <= 1 "
                           f"(self_goal is {m.geometry_self_goal})")
+    if m.slowness_weight is not None and (len(m.slowness_weight) < m.depth or any(v < 0 for v in m.slowness_weight)):
+        raise ConfigError("model.slowness_weight", list(m.slowness_weight),
+                          f"needs at least {m.depth} values (one per level; extras are ignored), all >= 0")
     for key, lst in (("model.loss_weights", m.loss_weights), ("model.rollout_horizon", m.rollout_horizon),
                      ("model.geometry_weight", m.geometry_weight), ("model.pred_history", m.pred_history),
-                     ("model.idm_weight", m.idm_weight), ("model.slowness_weight", m.slowness_weight)):
+                     ("model.idm_weight", m.idm_weight)):
         if lst is not None and len(lst) != m.depth:
             raise ConfigError(key, list(lst), f"needs {m.depth} values, one per level")
         if lst is not None and any(v < 0 for v in lst):

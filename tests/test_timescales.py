@@ -134,10 +134,13 @@ def test_slowness_term_known_value_and_in_the_loss(tmp_path):
     want = base + 2 * slowness_loss(out.z[1]) + 0.5 * slowness_loss(out.z[2])
     assert float(res.total.detach()) == pytest.approx(float(want), rel=1e-5)
     assert float(res.slowness[1]) == pytest.approx(float(slowness_loss(out.z[1])), rel=1e-6)
+    short, _ = _model(["model.depth=2", "model.slowness_weight=[0,2,0.5]"], tmp_path)  # extras are ignored
+    assert short.slowness_weight == [0.0, 2.0]
 
 
 @pytest.mark.parametrize("override,key", [("model.latent_dims=[8,8]", "model.latent_dims"),
                                           ("model.slowness_weight=[0,1]", "model.slowness_weight"),
+                                          ("model.slowness_weight=[0,1,-1]", "model.slowness_weight"),
                                           ("model.latent_dims=[8,0,4]", "model.latent_dims"),
                                           ("regularizer.per_level_weight=[0.1]", "regularizer.per_level_weight"),
                                           ("regularizer.per_level_weight=[0.1,1.5,0.1]",

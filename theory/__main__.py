@@ -26,7 +26,9 @@ def bridge_rows(tier: str, out: Path) -> list[Row]:
 
     depths = (3,) if tier == "ci" else (1, 2, 3)
     overrides = bridge.CI_OVERRIDES if tier == "ci" else bridge.SMALL_OVERRIDES
-    res = bridge.run_bridge(depths, overrides, out_dir=out / "runs", checks=bridge.small_checks)
+    runs = bridge.fresh_dir(out / "runs")
+    print(f"bridge training runs in {runs}")
+    res = bridge.run_bridge(depths, overrides, out_dir=runs, checks=bridge.small_checks)
     print(f"\nbridge ({tier}: {' '.join(overrides)}), probe R² at each window's last frame: "
           "measured / theory e^(-2S/τ) keep|drop")
     print(bridge.format_table(res))

@@ -47,7 +47,7 @@ PROBE_FRAMES = ("last", "first", "mean")
 # python -m theory's bridge (a few minutes on 2 cores) and the CI-sized one (~20 s)
 SMALL_OVERRIDES = ("train.steps=400", "train.eval_every=400", "data.num_train_episodes=128",
                    "data.num_eval_episodes=32", "train.progress=false")
-CI_OVERRIDES = ("train.steps=120", "train.eval_every=120", "data.num_train_episodes=64",
+CI_OVERRIDES = ("train.steps=300", "train.eval_every=300", "data.num_train_episodes=64",
                 "data.num_eval_episodes=32", "train.progress=false", "model.pred_dim=64", "model.pred_layers=1")
 
 
@@ -181,6 +181,18 @@ class BridgeResult:
         return theory_prediction(self.taus, self.runs[depth]["strides"])
 
 
+def fresh_dir(base: str | Path) -> Path:
+    """``base/<date>_<time>[_n]``: a new folder for one invocation's training runs, so running a
+    command again starts new runs instead of stopping at the earlier run's checkpoints."""
+    import time
+
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    path, n = Path(base) / stamp, 1
+    while path.exists():
+        path, n = Path(base) / f"{stamp}_{n}", n + 1
+    return path
+
+
 def run_bridge(depths: Sequence[int] = (1, 2, 3), overrides: Sequence[str] = (), frame: str = "last",
                out_dir: str | Path = "outputs/bridge", check_depth: int | None = None,
                checks: Callable[..., list[Check]] | None = None) -> BridgeResult:
@@ -284,7 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         res.checks = separation_checks(runs[d]["r2"], res.taus, runs[d]["spans"], label=f"depth {d} ")
     else:
         over = [*(SMALL_OVERRIDES if a.small else ()), *a.overrides]
-        res = run_bridge(a.depths, over, a.frame, a.out)
+        runs_dir = fresh_dir(Path(a.out) / "runs")
+        print(f"training runs in {runs_dir}")
+        res = run_bridge(a.depths, over, a.frame, runs_dir)
     print(f"\nprobe R² read at the {a.frame} frame of each window: measured / theory e^(-2S/τ) keep|drop")
     print(format_table(res))
     for c in res.checks:
