@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -50,3 +52,26 @@ def test_user_errors_are_one_line(capsys, tmp_path):
     rc = bridge.cli(lambda: bridge.main(["--probe", str(tmp_path / "missing")]), "python -m theory.bridge")
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("python -m theory.bridge: error: checkpoint ") and "Traceback" not in err
+
+
+def test_bridge_overrides_may_follow_depths(monkeypatch, tmp_path):
+    """``python -m theory.bridge --depths 3 seed=1`` (as documented): the override is not read as a depth,
+    and each invocation trains into a new folder."""
+    from theory import bridge
+
+    calls = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_bridge(depths, overrides, frame, out_dir):
+        calls.append((list(depths), list(overrides), Path(out_dir)))
+        Path(out_dir).mkdir(parents=True)
+        raise Stop
+
+    monkeypatch.setattr(bridge, "run_bridge", fake_run_bridge)
+    for _ in range(2):
+        with pytest.raises(Stop):
+            bridge.main(["--depths", "3", "seed=1", "--out", str(tmp_path), "train.steps=5"])
+    assert calls[0][:2] == ([3], ["seed=1", "train.steps=5"])
+    assert calls[0][2].parent == tmp_path / "runs" and calls[1][2] != calls[0][2]

@@ -285,7 +285,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="outputs/bridge")
     p.add_argument("--small", action="store_true", help="the CI-sized run (" + " ".join(SMALL_OVERRIDES) + ")")
     p.add_argument("--probe", nargs="+", metavar="REF", help="probe trained runs instead of training")
-    a = p.parse_args(argv)
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Hydra overrides (key=value) may follow --depths/--probe, whose lists would swallow them: set them apart
+    extra = [x for x in argv if "=" in x and not x.startswith("-")]
+    a = p.parse_args([x for x in argv if x not in extra])
+    a.overrides = [*a.overrides, *extra]
     if a.probe:
         runs = {}
         for ref in a.probe:
