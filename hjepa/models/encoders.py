@@ -156,11 +156,11 @@ class WindowEncoder(nn.Module):
         # LayerNorm over a flattened window suits latents, but it erases what a window of low-dimensional
         # actions says: a 2-D action held for the window, (ax, ay, ax, ay, …), normalises to the same
         # vector for every action with the same sign of ax − ay. Macro-action encoders use input_norm=False.
-        if hidden == 0:
+        if hidden == 0:  # linear: no input norm either (a per-sample LayerNorm is not linear)
             self.net = nn.Linear(window * dim_in, dim_out)
-            return
-        norm = nn.LayerNorm(window * dim_in) if input_norm else nn.Identity()
-        self.net = nn.Sequential(norm, nn.Linear(window * dim_in, hidden), nn.GELU(), nn.Linear(hidden, dim_out))
+        else:
+            norm = nn.LayerNorm(window * dim_in) if input_norm else nn.Identity()
+            self.net = nn.Sequential(norm, nn.Linear(window * dim_in, hidden), nn.GELU(), nn.Linear(hidden, dim_out))
 
     def forward(self, x: Tensor) -> Tensor:
         n = x.shape[1] // self.window
