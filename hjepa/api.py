@@ -19,6 +19,7 @@ from .data import DataBundle, build_data
 from .evaluation import shuffle_permutation
 from .mlflow_checkpoints import fetch_run_checkpoint
 from .models import HJEPA, JEPAOutput, build_hjepa
+from .objectives import OBJECTIVES
 from .paths import cache_root
 
 __all__ = ["compose", "build_model", "load_run", "LoadedRun", "resolve_checkpoint", "load_weights_into"]
@@ -194,8 +195,7 @@ def load_run(ref: str | Path, device: str | torch.device = "cpu", tracking_uri: 
     cfg.data.cache_dir = _data_cache_for(cfg.data.get("cache_dir"))
     meta = ck.get("data", {})
     model = build_hjepa(cfg.model, cfg.regularizer, tuple(meta["obs_shape"]), int(meta["action_dim"]))
-    from .objectives import OBJECTIVES  # heads that only trained the world model (the pixel decoder) stay out
-
+    # heads that only trained the world model (the pixel decoder) stay out
     heads = OBJECTIVES.get(OmegaConf.select(cfg, "objective.name", default="next_step"), OBJECTIVES["next_step"]).head_modules
     state = {k: v for k, v in ck["model"].items() if k.split(".", 1)[0] not in heads}
     try:

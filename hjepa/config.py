@@ -21,7 +21,7 @@ __all__ = [
     "ModelConfig", "RegularizerConfig", "OptimConfig", "TrainConfig", "EvalConfig",
     "TrackingConfig", "Config", "ConfigError", "register_configs", "validate_config", "check_no_missing_values",
     "check_choices", "check_at_least",
-    "level_strides", "min_clip_len", "level_regularizers", "level_latent_dims", "level_reg_weights", "ENCODERS",
+    "level_strides", "min_clip_len", "level_regularizers", "level_latent_dims", "level_slowness_weights", "level_reg_weights", "ENCODERS",
     "TOPDOWN_MODES", "PRED_LOSSES", "SUMMARIZERS", "TARGET_MODES", "TARGET_NORMS", "ObjectiveConfig",
     "MaskedObjectiveConfig", "PixelObjectiveConfig", "ContrastiveObjectiveConfig",
 ]
@@ -330,6 +330,13 @@ def level_latent_dims(model: ModelConfig | DictConfig) -> list[int]:
     if model.latent_dims is not None:
         return [int(d) for d in model.latent_dims][: int(model.depth)]
     return [int(model.latent_dim)] * int(model.depth)
+
+
+def level_slowness_weights(model: ModelConfig | DictConfig) -> list[float]:
+    """Slow-feature weight of each level: ``model.slowness_weight`` (extras ignored) or 0 everywhere."""
+    if model.slowness_weight is not None:
+        return [float(w) for w in model.slowness_weight][: int(model.depth)]
+    return [0.0] * int(model.depth)
 
 
 def level_reg_weights(reg: RegularizerConfig | DictConfig, depth: int) -> list[float]:

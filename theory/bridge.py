@@ -29,6 +29,8 @@ Acceptance (issue #9, point 1), for one trained model with cumulative strides ``
 from __future__ import annotations
 
 import math
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -44,7 +46,7 @@ __all__ = ["level_factors_at_clock", "probe_levels", "theory_prediction", "separ
            "SMALL_OVERRIDES", "CI_OVERRIDES", "PROBE_FRAMES", "small_checks"]
 
 PROBE_FRAMES = ("last", "first", "mean")
-# python -m theory's bridge (a few minutes on 2 cores) and the CI-sized one (~20 s)
+# python -m theory's bridge (about 2 min on 2 cores) and the CI-sized one (under a minute)
 SMALL_OVERRIDES = ("train.steps=400", "train.eval_every=400", "data.num_train_episodes=128",
                    "data.num_eval_episodes=32", "train.progress=false")
 CI_OVERRIDES = ("train.steps=300", "train.eval_every=300", "data.num_train_episodes=64",
@@ -184,8 +186,6 @@ class BridgeResult:
 def fresh_dir(base: str | Path) -> Path:
     """``base/<date>_<time>[_n]``: a new folder for one invocation's training runs, so running a
     command again starts new runs instead of stopping at the earlier run's checkpoints."""
-    import time
-
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     path, n = Path(base) / stamp, 1
     while path.exists():
@@ -283,10 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--frame", choices=PROBE_FRAMES, default="last")
     p.add_argument("--out", default="outputs/bridge")
-    p.add_argument("--small", action="store_true", help="the CI-sized run (" + " ".join(SMALL_OVERRIDES) + ")")
+    p.add_argument("--small", action="store_true", help="python -m theory's small run (" + " ".join(SMALL_OVERRIDES) + ")")
     p.add_argument("--probe", nargs="+", metavar="REF", help="probe trained runs instead of training")
-    import sys
-
     argv = list(sys.argv[1:] if argv is None else argv)
     # Hydra overrides (key=value) may follow --depths/--probe, whose lists would swallow them: set them apart
     extra = [x for x in argv if "=" in x and not x.startswith("-")]
@@ -329,8 +327,6 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 def cli(entry: Callable[[], int], prog: str) -> int:
     """Run ``entry`` and turn a user error into ``prog: error: …`` and exit status 2."""
-    import sys
-
     try:
         return entry()
     except user_errors() as e:

@@ -9,7 +9,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..config import level_latent_dims, level_reg_weights, level_regularizers, level_strides
+from ..config import level_latent_dims, level_reg_weights, level_regularizers, level_slowness_weights, level_strides
 from .geometry import GeometryConfig, temporal_distance_loss
 from .inverse_dynamics import InverseDynamicsHead
 from .level import Level, prediction_distance
@@ -250,7 +250,6 @@ def build_hjepa(model_cfg, reg_cfg, obs_shape: tuple[int, ...], action_dim: int)
                  reg_weight=level_reg_weights(reg_cfg, model_cfg.depth), topdown_detach=model_cfg.topdown_detach,
                  detach_bottom_up=model_cfg.detach_bottom_up, geometry_weight=model_cfg.geometry_weight,
                  idm_weight=getattr(model_cfg, "idm_weight", None),
-                 slowness_weight=(list(model_cfg.slowness_weight)[: model_cfg.depth]
-                                  if getattr(model_cfg, "slowness_weight", None) is not None else None),
+                 slowness_weight=level_slowness_weights(model_cfg),
                  geometry=GeometryConfig(model_cfg.geometry_discount, model_cfg.geometry_expectile,
                                          model_cfg.geometry_self_goal, model_cfg.geometry_random_goal))

@@ -114,7 +114,7 @@ class Level(nn.Module):
                 self.encoder = nn.Sequential(frame_encoder(), WindowEncoder(window, d, d))
             else:
                 summariser = TickEncoder if m.summarizer == "last" else WindowEncoder
-                self.encoder = summariser(window, d_below, d, hidden=getattr(m, "summarizer_hidden", 256))
+                self.encoder = summariser(window, d_below, d, hidden=m.summarizer_hidden)
             self.action_encoder = WindowEncoder(stride, action_dim_in, action_dim,
                                                 input_norm=m.macro_action_norm == "layer")
         if out_norm == "batch":
