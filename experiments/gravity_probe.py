@@ -158,7 +158,13 @@ def main() -> None:
     if a.ceiling:
         ceiling(a.stride, a.gravity)
     if a.run:
-        from_run(a.run, a.clips)
+        from hjepa.checkpoint import CheckpointError
+        from hjepa.tracking import StoreNotFoundError
+
+        try:
+            from_run(a.run, a.clips)
+        except (CheckpointError, StoreNotFoundError, FileNotFoundError) as e:
+            raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

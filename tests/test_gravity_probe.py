@@ -51,3 +51,12 @@ def test_run_needs_a_level_one(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("hjepa.api.load_run", lambda ref: Flat)
     with pytest.raises(SystemExit, match="depth-1 model"):
         gravity_probe.from_run("somewhere", 10)
+
+
+def test_a_missing_run_is_a_one_line_error(tmp_path):
+    import subprocess
+
+    r = subprocess.run([sys.executable, str(Path(gravity_probe.__file__)), "--run", str(tmp_path / "nowhere")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "error:" in r.stderr and "does not exist" in r.stderr
+    assert "Traceback" not in r.stderr
