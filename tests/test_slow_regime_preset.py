@@ -52,3 +52,15 @@ def test_slow_regime_and_its_flat_baseline_train_end_to_end(depth, tmp_path):
         for name in ("slow_gravity_x", "slow_gravity_y"):
             assert np.isfinite(metrics[f"eval/level{k}/probe_r2/{name}"])
     assert np.isfinite(metrics["train/loss"])
+
+
+@pytest.mark.slow
+def test_slow_regime_full_run_reads_gravity_at_level1(tmp_path):
+    """The measured run (docs/timescales.md, seed 0): about 22 min on one thread. Level 1 read gravity
+    at 0.63 / 0.68 (x / y) there and its level 0 at 0.33 / 0.42; the issue's 0.7 is not reached."""
+    cfg = hjepa.compose(["experiment=slow_regime", "train.progress=false", "tracking.enabled=false"],
+                        out_dir=str(tmp_path / "run"))
+    m = train(cfg)
+    l1x, l1y = m["eval/level1/probe_r2/slow_gravity_x"], m["eval/level1/probe_r2/slow_gravity_y"]
+    assert l1x >= 0.5 and l1y >= 0.6
+    assert l1x > m["eval/level0/probe_r2/slow_gravity_x"] + 0.15 and l1y > m["eval/level0/probe_r2/slow_gravity_y"] + 0.15
