@@ -26,7 +26,9 @@ import argparse
 import torch
 from einops import rearrange
 from torch import Tensor, nn
+from torch.utils.data import default_collate
 
+from hjepa.evaluation import level_factors
 from hjepa.metrics import ridge_probe_r2
 
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -96,12 +98,26 @@ def ceiling(stride: int, gravity: float) -> None:
         tr = generate_multiscale(n, 128, seed, gravity_strength=gravity, image_size=8)  # pixels unused
         state = torch.as_tensor(tr.state, dtype=torch.float32)
         cols = [tr.factor_names.index(c) for c in TARGETS]
-        w = windows(state, stride)
-        return rearrange(w[..., :8], "n s f -> n (s f)"), w[..., cols].mean(1)
+        x = rearrange(windows(state[..., :8], stride), "n s f -> n (s f)")
+        y = rearrange(level_factors(state[..., cols], stride, state.shape[1] // stride), "b w f -> (b w) f")
+        return x, y
 
     x_tr, y_tr = data(0, 512)
     x_te, y_te = data(7919, 128)
     report(f"true ball positions and velocities, window of {stride}", x_tr, y_tr, x_te, y_te)
+
+
+@torch.no_grad()
+def encode_all(run, ds, n: int, seed: int) -> tuple[list[Tensor], Tensor]:
+    """Online latents per level ``[(n, T_k, D_k), …]`` and states ``(n, T, F)`` of ``n`` clips of
+    ``ds`` drawn with ``seed``, encoded 256 clips at a time."""
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[: min(n, len(ds))].tolist()
+    latents, states = [], []
+    for a in range(0, len(idx), 256):
+        batch = default_collate([ds[i] for i in idx[a: a + 256]])
+        latents.append(run.embed(batch))
+        states.append(batch["state"])
+    return [torch.cat(z) for z in zip(*latents)], torch.cat(states)
 
 
 def from_run(ref: str, clips: int) -> None:
@@ -119,28 +135,11 @@ def from_run(ref: str, clips: int) -> None:
         w = min(zs[1].shape[1], zs[0].shape[1] // stride)  # complete windows that have a level-1 latent
         z0 = rearrange(zs[0][:, : w * stride], "b (w s) d -> (b w) (s d)", s=stride)
         z1 = rearrange(zs[1][:, :w], "b w d -> (b w) d")
-        y = windows(state[:, : w * stride, cols], stride).mean(1)
+        y = rearrange(level_factors(state[..., cols], stride, w), "b w f -> (b w) f")
         parts[split] = (z0, z1, y)
     (a_tr, b_tr, y_tr), (a_te, b_te, y_te) = parts["train"], parts["eval"]
     report(f"level-0 latents of the window of {stride} (concatenated)", a_tr, y_tr, a_te, y_te)
     report("level-1 latent of the window", b_tr, y_tr, b_te, y_te)
-
-
-@torch.no_grad()
-def encode_all(run, ds, n: int, seed: int) -> tuple[list[Tensor], Tensor]:
-    """Online latents per level and states of ``n`` clips of ``ds`` drawn with ``seed``."""
-    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[: min(n, len(ds))].tolist()
-    per_level: list[list[Tensor]] = []
-    states = []
-    for a in range(0, len(idx), 256):
-        items = [ds[i] for i in idx[a: a + 256]]
-        batch = {k: torch.stack([it[k] for it in items]) for k in items[0]}
-        for k, z in enumerate(run.embed(batch)):
-            if k == len(per_level):
-                per_level.append([])
-            per_level[k].append(z)
-        states.append(batch["state"])
-    return [torch.cat(z) for z in per_level], torch.cat(states)
 
 
 def main() -> None:
