@@ -2,6 +2,7 @@
 
     python experiments/gravity_probe.py --ceiling                 # from the TRUE ball states, no model
     python experiments/gravity_probe.py --run runs/ms_depth2      # a trained depth-2 run directory
+    python experiments/gravity_probe.py --positions               # ball positions from raw frames
 
 The target is the one the training-time probe uses at level 1: the gravity direction (x, y)
 averaged over each window of ``stride`` frames. Two readouts of every input, both fitted on
@@ -15,7 +16,9 @@ averaged over each window of ``stride`` frames. Two readouts of every input, bot
 Inputs: ``--ceiling``: the positions and velocities of both balls over the window (8 numbers
 per frame), generated with the ``experiment=depth_ablation`` data settings. ``--run``: the
 concatenated level-0 latents of the window (what the level-1 summariser sees), and the level-1
-latent of that window. Everything is seeded (data seeds of the run, readout seed 0); one torch
+latent of that window. ``--positions``: single 32x32 frames (raw pixels in [0, 1]) against ball 0's
+position and against the two balls' centroid — the first is tied to the ball's colour, which turns
+with the regime's hue; the second is not. Everything is seeded (data seeds of the run, readout seed 0); one torch
 thread; a few minutes on a CPU.
 """
 
@@ -107,6 +110,32 @@ def ceiling(stride: int, gravity: float) -> None:
     report(f"true ball positions and velocities, window of {stride}", x_tr, y_tr, x_te, y_te)
 
 
+def positions(train_episodes: int = 128, eval_episodes: int = 64, mlp: bool = True) -> dict[str, tuple[Tensor, Tensor | None]]:
+    """Ridge (and MLP) held-out R² ``(2,)`` of ball 0's position and of the two balls' centroid from
+    single raw frames (``experiment=depth_ablation`` data, 64-frame episodes), printed as rows."""
+    from hjepa.data.multiscale import generate_multiscale
+
+    def data(seed: int, n: int) -> tuple[Tensor, dict[str, Tensor]]:
+        tr = generate_multiscale(n, 64, seed, gravity_strength=0.5)
+        x = torch.as_tensor(tr.obs, dtype=torch.float32).flatten(0, 1).flatten(1) / 255
+        st = torch.as_tensor(tr.state, dtype=torch.float32).flatten(0, 1)
+        col = {c: st[:, tr.factor_names.index(c)] for c in ("fast_x0", "fast_y0", "fast_x1", "fast_y1")}
+        return x, {"ball 0 (x / y)": torch.stack([col["fast_x0"], col["fast_y0"]], 1),
+                   "centroid of both balls (x / y)": torch.stack([col["fast_x0"] + col["fast_x1"],
+                                                                  col["fast_y0"] + col["fast_y1"]], 1) / 2}
+
+    x_tr, y_tr = data(0, train_episodes)
+    x_te, y_te = data(7919, eval_episodes)
+    out = {}
+    for name in y_tr:
+        r = ridge_r2(x_tr, y_tr[name], x_te, y_te[name])
+        m = mlp_r2(x_tr, y_tr[name], x_te, y_te[name]) if mlp else None
+        mtxt = f"{m[0]:.2f} / {m[1]:.2f}" if m is not None else "–"
+        print(f"| {name} from the raw 32x32 frame | {len(x_tr)} | {r[0]:.2f} / {r[1]:.2f} | {mtxt} |", flush=True)
+        out[name] = (r, m)
+    return out
+
+
 @torch.no_grad()
 def encode_all(run, ds, n: int, seed: int) -> tuple[list[Tensor], Tensor]:
     """Online latents per level ``[(n, T_k, D_k), …]`` and states ``(n, T, F)`` of ``n`` clips of
@@ -145,14 +174,20 @@ def from_run(ref: str, clips: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ceiling", action="store_true", help="readouts from the true ball states (no model)")
+    p.add_argument("--positions", action="store_true", help="ball positions from raw frames (no model)")
     p.add_argument("--run", help="a trained depth-2 run (directory, checkpoint or MLflow run id)")
     p.add_argument("--stride", type=int, default=8, help="--ceiling: the window length")
     p.add_argument("--gravity", type=float, default=0.5, help="--ceiling: data.gravity (experiment=depth_ablation: 0.5)")
     p.add_argument("--clips", type=int, default=3000, help="--run: training clips encoded for fitting")
     a = p.parse_args()
     torch.set_num_threads(1)
+    if not (a.ceiling or a.run or a.positions):
+        p.error("give --ceiling, --positions or --run <run>")
+    if a.positions:
+        print("| target | training frames | ridge R² | MLP R² |\n|---|---:|---:|---:|")
+        positions()
     if not (a.ceiling or a.run):
-        p.error("give --ceiling or --run <run>")
+        return
     print("| input | training windows | ridge R² gravity x / y | MLP R² gravity x / y |\n|---|---:|---:|---:|")
     if a.ceiling:
         ceiling(a.stride, a.gravity)

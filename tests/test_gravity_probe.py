@@ -60,3 +60,19 @@ def test_a_missing_run_is_a_one_line_error(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode != 0 and "error:" in r.stderr and "does not exist" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_positions_a_linear_readout_gets_the_centroid_but_not_one_ball():
+    """Ball 0's colour turns with the regime's hue, so which blob is ball 0 is a product of colour and
+    place: a linear readout of single frames gets the two balls' centroid, not ball 0 alone."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        res = gravity_probe.positions(train_episodes=24, eval_episodes=8, mlp=False)
+    finally:
+        torch.set_num_threads(threads)
+    ball0, _ = res["ball 0 (x / y)"]
+    centroid, mlp = res["centroid of both balls (x / y)"]
+    assert mlp is None
+    assert (centroid > 0.85).all()
+    assert (ball0 < centroid - 0.2).all()
