@@ -28,6 +28,7 @@ __all__ = [
 
 ENCODERS = ("conv", "vit", "mlp", "linear", "tubelet")
 TOPDOWN_MODES = ("last", "pred", "none")
+TOPDOWN_CONDITIONING = ("add", "film", "gain")
 PRED_LOSSES = ("l2", "l1", "smooth_l1")
 SUMMARIZERS = ("latents", "last", "frames")
 TARGET_MODES = ("ema", "stopgrad", "online")
@@ -139,6 +140,8 @@ class ModelConfig:
     summarizer_hidden: int = 256  # hidden width of the latents/last summariser MLP; 0: one linear map
     topdown: str = "last"  # last | pred | none: what the level above passes down
     topdown_detach: bool = True  # no gradient from level k-1's loss into level k through context
+    topdown_conditioning: str = "add"  # add | film | gain: how the context enters the lower predictor — added to its
+    #   input tokens, added and scaling them (FiLM: a slow latent modulates the lower dynamics), or only scaling them
     detach_bottom_up: bool = False  # level k's loss does not train level k-1's encoder
     pred_loss: str = "l2"  # l2 | l1 | smooth_l1
     target_norm: str = "none"  # loss-target normalisation: none | layer (I-JEPA) | batch
@@ -395,6 +398,7 @@ def validate_config(cfg: Config | DictConfig) -> None:
     if d.name != "npz" and d.episode_len < d.clip_len:  # npz: the file's own length is checked on load
         raise ConfigError("data.episode_len", d.episode_len, f"must be >= data.clip_len={d.clip_len}")
     check_choices((("model.encoder", m.encoder, ENCODERS), ("model.topdown", m.topdown, TOPDOWN_MODES),
+                              ("model.topdown_conditioning", m.topdown_conditioning, TOPDOWN_CONDITIONING),
                               ("model.pred_loss", m.pred_loss, PRED_LOSSES),
                               ("model.summarizer", m.summarizer, SUMMARIZERS),
                               ("model.encoder_norm", m.encoder_norm, ("none", "group")),

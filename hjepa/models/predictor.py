@@ -28,6 +28,15 @@ class LevelPredictor(nn.Module):
     Token at step t = ``W_z z[t] + W_a a[t] + W_c ctx[t] + pos[t]`` (the action enters additively,
     a FiLM-free form of action tokens); causal self-attention; a linear read-out.
 
+    ``conditioning`` (``model.topdown_conditioning``) sets how the context enters: ``add`` (above);
+    ``film`` also lets it *scale* the token, ``(W_z z[t] + W_a a[t] + pos[t]) ⊙ (1 + W_g ctx[t]) +
+    W_c ctx[t]``, with ``W_g`` zero at initialisation (the additive predictor); ``gain`` keeps only
+    the scaling, ``(W_z z[t] + W_a a[t] + pos[t]) ⊙ (1 + W_g ctx[t])`` with ``W_g`` at its default
+    initialisation (at zero no gradient would reach the context). A slow quantity that modulates the lower dynamics — a
+    velocity that sets how far an angle turns per step — is then a linear coordinate of the context
+    that multiplies features of ``z``, instead of having to be pre-multiplied inside the context
+    (docs/simulators.md, "Pendulum from pixels").
+
     ``history`` limits what output ``t`` sees to the last ``history`` steps ``t − history + 1 … t``
     (the first block attends within that window, later blocks only to their own step); ``0`` is
     the whole causal past. ``history=1`` makes the predictor Markov: ``ẑ[t+1] = f(z[t], a[t],
@@ -39,14 +48,22 @@ class LevelPredictor(nn.Module):
     """
 
     def __init__(self, dim: int, action_dim: int, ctx_dim: int | None, width: int = 128, layers: int = 2,
-                 heads: int = 4, backend: str = "auto", history: int = 0):
+                 heads: int = 4, backend: str = "auto", history: int = 0, conditioning: str = "add"):
         super().__init__()
         if history < 0:
             raise ValueError(f"predictor history {history} must be >= 0 (0: the whole past)")
         self.width, self.history = width, history
         self.z_in = nn.Linear(dim, width)
         self.a_in = nn.Linear(action_dim, width)
-        self.c_in = nn.Linear(ctx_dim, width) if ctx_dim else None
+        if conditioning not in ("add", "film", "gain"):
+            raise ValueError(f"conditioning {conditioning!r} must be add, film or gain")
+        self.ctx_dim = ctx_dim
+        self.c_in = nn.Linear(ctx_dim, width) if ctx_dim and conditioning != "gain" else None
+        self.c_gain = nn.Linear(ctx_dim, width) if ctx_dim and conditioning != "add" else None
+        if self.c_gain is not None:
+            nn.init.zeros_(self.c_gain.bias)
+            if conditioning == "film":
+                nn.init.zeros_(self.c_gain.weight)
         windows = [history] + [1] * (layers - 1) if history > 0 else [0] * layers
         self.blocks = nn.ModuleList(Block(width, heads, backend=backend, window=w) for w in windows)
         self.norm = nn.LayerNorm(width)
@@ -60,10 +77,13 @@ class LevelPredictor(nn.Module):
         start = cache[0].get("len", 0) if cache is not None else 0
         pos = sinusoidal_positions(start + z.shape[1], self.width, z.device, z.dtype)[start:]
         h = self.z_in(z) + self.a_in(a) + pos
-        if self.c_in is not None:
+        if self.ctx_dim:
             if ctx is None:
                 raise ValueError("this level was built with top-down context; pass ctx (B, T, D_ctx)")
-            h = h + self.c_in(ctx)
+            if self.c_gain is not None:
+                h = h * (1 + self.c_gain(ctx))
+            if self.c_in is not None:
+                h = h + self.c_in(ctx)
         if cache is not None:
             cache[0]["len"] = start + z.shape[1]
         for i, blk in enumerate(self.blocks):
