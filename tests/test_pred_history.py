@@ -54,11 +54,16 @@ def test_full_history_predictor_reads_far_past():
     assert (pred(z2, a)[:, 7] - pred(z, a)[:, 7]).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("conditioning", ["add", "film", "gain"])
 @pytest.mark.parametrize("history", [0, 1, 2])
-def test_incremental_cache_matches_full_pass(history):
-    """Planning decodes step by step through a cache: it must give the full pass's outputs."""
+def test_incremental_cache_matches_full_pass(history, conditioning):
+    """Planning decodes step by step through a cache: it must give the full pass's outputs, with
+    every way the context enters (the gain made non-zero: it starts at zero)."""
     torch.manual_seed(1)
-    pred = LevelPredictor(6, 2, 3, width=16, layers=2, heads=2, history=history)
+    pred = LevelPredictor(6, 2, 3, width=16, layers=2, heads=2, history=history, conditioning=conditioning)
+    if pred.c_gain is not None:
+        with torch.no_grad():
+            pred.c_gain.weight.normal_()
     z, a, c = torch.randn(3, 7, 6), torch.randn(3, 7, 2), torch.randn(3, 7, 3)
     full = pred(z, a, c)
     cache = pred.new_cache()
