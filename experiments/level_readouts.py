@@ -48,9 +48,8 @@ def readouts(run, level: int, k: int = 10) -> dict[str, dict[str, float]]:
     z = run.embed(batch)[level].float()
     y = level_factors(batch["state"].float(), run.model.spans[level], z.shape[1])
     ep = batch["episode"]
-    names = run.factor_names
     table = {"ridge": probe_r2(z, y, ep), "quadratic": probe_r2(with_products(z), y, ep), "knn": knn_r2(z, y, ep, k)}
-    out = {key: dict(zip(names, v.tolist())) for key, v in table.items()}
+    out = {key: dict(zip(run.factor_names, v.tolist())) for key, v in table.items()}
     out["std"] = {f"dim{j}": s for j, s in enumerate(z.reshape(-1, z.shape[-1]).std(0).tolist())}
     return out
 

@@ -15,7 +15,8 @@ Runs (each a normal hjepa training run, tracked in MLflow when it is reachable; 
   frozen and fine-tuned; and a control: the same N/2 hierarchy steps on a frozen untrained level 0.
 
 ``--world pendulum`` runs table 2 only, on the first ``experiment=pendulum`` preset
-(``PENDULUM_FIRST_PRESET``; Pendulum-v1 from 32 px frames, depth 2, the tubelet ViT at level 0), with (b) its own masked run of N steps (``t2_masked``).
+(``PENDULUM_FIRST_PRESET``; Pendulum-v1 from 32 px frames, depth 2, the tubelet ViT at level 0),
+with (b) its own masked run of N steps (``t2_masked``).
 
 ``--jobs NAME …`` runs only some runs (to spread them over processes); each run writes
 ``<out>/<name>-s<seed>.json``; ``--report`` prints the Markdown tables from those files. Every
