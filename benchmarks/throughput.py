@@ -33,6 +33,11 @@ sys.path.append(str(Path(__file__).resolve().parents[1]))  # an installed / PYTH
 from hjepa.api import build_model, compose  # noqa: E402
 
 try:
+    from hjepa.accel import keep_freed_memory
+except ImportError:  # an hjepa from before hjepa.accel.host_memory
+    keep_freed_memory = None
+
+try:
     from hjepa.accel import TrainStep, build_adamw
 except ImportError:  # an hjepa from before hjepa.accel: time its trainer's step, for before/after figures
     TrainStep = build_adamw = None
@@ -247,6 +252,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--clock", default="wall", choices=["wall", "process"],
                     help="process: time steps and peaks by this process's CPU time (CPU only; on a machine "
                          "shared with other jobs, where wall time measures the queue)")
+    ap.add_argument("--host-memory", default="keep", choices=["keep", "release"],
+                    help="CPU: keep: malloc keeps freed blocks, as hjepa-train does (train.keep_host_memory); "
+                         "release: glibc's defaults (the step page-faults on the tensors it allocates again)")
     ap.add_argument("--json", default=None, help="write the results here (rewritten after every case)")
     args = ap.parse_args(argv)
     global CLOCK
@@ -254,6 +262,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     if device.type == "cpu" and args.threads:
         torch.set_num_threads(args.threads)
+    kept = device.type == "cpu" and args.host_memory == "keep" and keep_freed_memory is not None and keep_freed_memory()
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 training uses TF32 matmuls on CUDA
         torch.backends.cudnn.allow_tf32 = True
@@ -267,6 +276,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     peaks = measure_peaks(device)
     head = {"device": name, "torch": torch.__version__, "threads": torch.get_num_threads(), "clock": args.clock,
+            "host_memory": "keep" if kept else "release",
             "peaks_tflops": {k: v / 1e12 for k, v in peaks.items()}}
     print(f"# {name} | torch {torch.__version__} | threads {torch.get_num_threads()} | matmul peak TFLOP/s: "
           + ", ".join(f"{k} {v / 1e12:.3g}" for k, v in peaks.items()), flush=True)

@@ -252,6 +252,7 @@ class TrainConfig:
     compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs
     channels_last: bool = False  # conv encoder in channels-last memory layout
     data_on_device: str = "auto"  # auto | true | false: keep the training data on the device (auto: if it fits)
+    keep_host_memory: bool = True  # CPU, glibc: malloc keeps freed blocks for the next step (no page faults)
 
 
 @dataclass

@@ -41,7 +41,7 @@ from .checkpoint import (CheckpointError, atomic_write_text, find_resumable, lat
 from .config import ConfigError, register_configs, validate_config
 from .data import DataBundle, DataValidationError, build_data
 from .reference_probes import reference_probes
-from .accel import DeviceBatches, TrainStep, build_adamw, data_fits_device
+from .accel import DeviceBatches, TrainStep, build_adamw, data_fits_device, keep_freed_memory
 from .models import HJEPA, momentum_schedule
 from .objectives import build_objective
 from .sweeps import sweep_id
@@ -59,7 +59,8 @@ FALLBACK_METRICS_FILE = "metrics_fallback.jsonl"  # metrics written here when ML
 _RESUME_FREE_KEYS = ("train.resume", "train.progress", "train.device", "train.threads", "train.log_every",
                      "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints", "train.max_nonfinite",
                      "train.collapse_stop", "out_dir", "tracking.", "model.init_from", "data.cache_dir",
-                     "model.attention_backend", "train.data_on_device", "train.compile", "train.channels_last")
+                     "model.attention_backend", "train.data_on_device", "train.compile", "train.channels_last",
+                     "train.keep_host_memory")
 
 
 class TrainingError(RuntimeError):
@@ -195,6 +196,8 @@ class Trainer:
         if cfg.train.threads > 0:
             torch.set_num_threads(cfg.train.threads)
         self.device = dist.device(resolve_device(cfg.train.device))
+        if self.device.type == "cpu" and cfg.train.keep_host_memory:
+            keep_freed_memory()  # hjepa.accel.host_memory: a step's large tensors reused, not page-faulted
         seed_everything(cfg.seed)
         self.data = data if data is not None else build_data(cfg)
         self.objective = build_objective(cfg, self.data.obs_shape, self.data.action_dim)  # objective=<name>
