@@ -64,7 +64,8 @@ def suites() -> dict[str, list[Case]]:
     cpu = [Case("default-d1", d(1)), Case("default-d2", d(2)), Case("default-d3", d(3)),
            Case("vit-d1", d(1) + vit), Case("vit-d2", d(2) + vit), Case("vit-d3", d(3) + vit),
            Case("bare-vit-hjepa", d(1) + vit, bare="hjepa"),
-           Case("default-d2-bf16", d(2), precision="bf16")]
+           Case("default-d2-bf16", d(2), precision="bf16"),
+           Case("default-d1-compile", d(1), compile=True), Case("vit-d1-compile", d(1) + vit, compile=True)]
     scale = ["experiment=gpu_scale"]
     gpu = [Case("default-d1", d(1)), Case("default-d3", d(3)),
            Case("default-d1-bf16", d(1), precision="bf16"),
@@ -278,7 +279,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     head = {"device": name, "torch": torch.__version__, "threads": torch.get_num_threads(), "clock": args.clock,
             "host_memory": "keep" if kept else "release",
             "peaks_tflops": {k: v / 1e12 for k, v in peaks.items()}}
-    print(f"# {name} | torch {torch.__version__} | threads {torch.get_num_threads()} | matmul peak TFLOP/s: "
+    print(f"# {name} | torch {torch.__version__} | threads {torch.get_num_threads()} | host memory "
+          f"{head['host_memory']} | matmul peak TFLOP/s: "
           + ", ".join(f"{k} {v / 1e12:.3g}" for k, v in peaks.items()), flush=True)
     rows: list[dict] = []
     for case in cases:
