@@ -51,3 +51,16 @@ def test_keep_freed_memory_reports_success_once_per_process():
 
     assert keep_freed_memory() is True
     assert keep_freed_memory() is True  # cached: mallopt is called once
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_trainer_keeps_host_memory_on_a_cpu_as_configured(tmp_path, tiny_overrides, monkeypatch, keep):
+    import hjepa.train as train
+    from hjepa.api import compose
+
+    calls = []
+    monkeypatch.setattr(train, "keep_freed_memory", lambda: calls.append(1) or True)
+    cfg = compose([*tiny_overrides, "model.depth=1", f"train.keep_host_memory={str(keep).lower()}",
+                   "tracking.enabled=false"], out_dir=str(tmp_path))
+    train.Trainer(cfg)
+    assert calls == ([1] if keep else [])
