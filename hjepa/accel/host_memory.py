@@ -4,8 +4,8 @@ A CPU step allocates and frees the same large tensors every step (activations, S
 ``(N, M, knots)`` projections, gradients). glibc's malloc serves blocks above its mmap threshold
 with fresh ``mmap`` pages and gives freed memory at the top of the heap back to the system beyond
 its trim threshold; either way the next step touches new pages, and every page costs a fault
-(measured here: 11,500 faults and ~20% of the default conv step's time at one thread, none with
-``keep_freed_memory``). Raising both thresholds keeps freed blocks in the heap for the next step:
+(measured here: 11,000–25,000 faults per step of the default conv model, ~20% of its step time at
+one thread; none with ``keep_freed_memory``). Raising both thresholds keeps freed blocks in the heap for the next step:
 the role PyTorch's caching allocator plays on CUDA. The process's resident memory then stays near
 its peak, as it does on a GPU.
 
