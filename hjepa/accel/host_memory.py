@@ -5,9 +5,9 @@ A CPU step allocates and frees the same large tensors every step (activations, S
 with fresh ``mmap`` pages and gives freed memory at the top of the heap back to the system beyond
 its trim threshold; either way the next step touches new pages, and every page costs a fault
 (measured here: 11,000–25,000 faults per step of the default conv model, ~20% of its step time at
-one thread; none with ``keep_freed_memory``). Raising both thresholds keeps freed blocks in the heap for the next step:
-the role PyTorch's caching allocator plays on CUDA. The process's resident memory then stays near
-its peak, as it does on a GPU.
+one thread; none with ``keep_freed_memory``). Raising both thresholds keeps freed blocks in the
+heap for the next step: the role PyTorch's caching allocator plays on CUDA. The process's
+resident memory then stays near its peak, as it does on a GPU.
 
 Only glibc (Linux) has these knobs; elsewhere this is a no-op that says so.
 """
