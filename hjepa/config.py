@@ -156,6 +156,8 @@ class ModelConfig:
     attention_backend: str = "auto"  # auto | sdpa | xformers
     init_from: Optional[str] = None  # checkpoint path or MLflow run id to initialise weights
     freeze_level0: bool = False  # level 0's encoder gets no gradient (e.g. after init_from a masked run)
+    data_init_levels: int = 0  # before step 0 of a fresh run, rescale the encoder output of levels 0 … n−1 so their latents
+    #   start at mean 0, std 1 per dimension on training clips (hjepa/models/data_init.py); 0: off; not with init_from
     # temporal-distance (HILP) geometry of the latents, hjepa/models/geometry.py; weight 0 = off
     geometry_weight: Optional[List[float]] = None  # per level, default all 0
     geometry_discount: float = 0.95  # γ per step of each level's own clock
@@ -444,6 +446,11 @@ def validate_config(cfg: Config | DictConfig) -> None:
     if m.slowness_weight is not None and (len(m.slowness_weight) < m.depth or any(v < 0 for v in m.slowness_weight)):
         raise ConfigError("model.slowness_weight", list(m.slowness_weight),
                           f"needs at least {m.depth} values (one per level; extras are ignored), all >= 0")
+    if m.data_init_levels < 0:
+        raise ConfigError("model.data_init_levels", m.data_init_levels, "must be >= 0 (0: off; n: levels 0 … n−1)")
+    if m.data_init_levels and m.init_from:
+        raise ConfigError("model.data_init_levels", m.data_init_levels, f"rescales freshly initialised encoders, but "
+                          f"model.init_from={m.init_from} loads trained weights: drop one of the two")
     for key, lst in (("model.loss_weights", m.loss_weights), ("model.rollout_horizon", m.rollout_horizon),
                      ("model.geometry_weight", m.geometry_weight), ("model.pred_history", m.pred_history),
                      ("model.idm_weight", m.idm_weight)):

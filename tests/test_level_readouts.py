@@ -36,6 +36,15 @@ def test_knn_and_quadratic_find_what_the_linear_probe_misses():
     assert level_readouts.with_products(z).shape == (16, 32, 2 + 3)
 
 
+def test_change_over_var_is_two_for_white_noise_and_small_for_a_slow_coordinate():
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(64, 200, 1, generator=g)
+    t = torch.arange(200.0)[None, :, None]
+    slow = torch.sin(t / 50 + torch.rand(64, 1, 1, generator=g) * 6.28)  # ρ = cos(1/50): 2(1 − ρ) = 4e-4
+    r = level_readouts.change_over_var(torch.cat([noise, slow], -1))
+    assert r[0].item() == pytest.approx(2.0, abs=0.05) and r[1].item() == pytest.approx(4e-4, rel=0.2)
+
+
 def test_readouts_of_a_run_match_its_logged_probe(tmp_path):
     pytest.importorskip("gymnasium", reason="needs the simulators: pip install -e '.[envs]'")
     small = ["data.num_train_episodes=4", "data.num_eval_episodes=8", "data.episode_len=16", "data.clip_len=8",
@@ -46,7 +55,10 @@ def test_readouts_of_a_run_match_its_logged_probe(tmp_path):
     metrics = train(cfg)
     run = hjepa.load_run(tmp_path / "run")
     r = level_readouts.readouts(run, level=1, k=3)
-    assert set(r) == {"ridge", "quadratic", "knn", "std"} and len(r["std"]) == 8  # level 1 is 8 wide
+    assert set(r) == {"ridge", "quadratic", "knn", "std", "ridge_products", "change_over_var"}
+    assert len(r["std"]) == len(r["change_over_var"]) == 8  # level 1 is 8 wide
+    assert list(r["ridge_products"]) == ["cos_theta*sin_theta", "cos_theta*theta_dot", "sin_theta*theta_dot"]
+    assert all(np.isfinite(v) and v <= 1.0 for v in r["ridge_products"].values())
     for name in ("cos_theta", "sin_theta", "theta_dot"):
         assert r["ridge"][name] == pytest.approx(metrics[f"eval/level1/probe_r2/{name}"], abs=1e-4)
         assert np.isfinite(r["quadratic"][name]) and r["knn"][name] <= 1.0

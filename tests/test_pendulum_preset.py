@@ -37,6 +37,7 @@ def test_pendulum_preset_builds_the_measured_model():
     assert lvl0.predictor.c_gain is not None and lvl0.predictor.c_in is None  # the context only scales (gain)
     assert lvl1.predictor.c_gain is None and lvl1.predictor.c_in is None  # the top level has no context
     assert list(model.idm_heads) == ["1"] and model.idm_heads["1"].linear.out_features == 4
+    assert model.slowness_weight == pytest.approx([0.0, 0.01])  # a weak slow-feature term at level 1 only
     flat = hjepa.compose(["experiment=pendulum_flat"])
     assert flat.model.depth == 1 and flat.data == cfg.data and flat.train.steps == cfg.train.steps
 
@@ -52,14 +53,15 @@ def test_pendulum_presets_train_end_to_end(preset, depth, tmp_path):
                 assert np.isfinite(metrics[key]), key
     if depth == 2:
         assert metrics["train/level1/inverse_dynamics_loss"] > 0
+        assert metrics["train/level1/slowness_loss"] > 0 and "train/level0/slowness_loss" not in metrics
     assert np.isfinite(metrics["train/loss"])
 
 
 @pytest.mark.slow
 def test_pendulum_full_run_reads_the_angle_at_level0_and_velocity_at_level1(tmp_path):
     """The measured run (docs/simulators.md), training seed 0: ~11 min with one thread. Level 0 reads
-    the angle; level 1 reads the angular velocity at 0.849 measured (today's default model: 0.155;
-    training seed 1 of the same preset reads 0.409, so the seed is pinned)."""
+    the angle; level 1 reads the angular velocity at 0.864 measured (today's default model: 0.155;
+    seeds 0-5 of the preset read 0.81-0.87)."""
     cfg = hjepa.compose(["experiment=pendulum", "seed=0", "train.progress=false", "tracking.enabled=false"],
                         out_dir=str(tmp_path / "run"))
     metrics = train(cfg)

@@ -249,11 +249,11 @@ class DataBundle:
 
     def eval_batch(self, num_clips: int, seed: int = 12345) -> dict[str, torch.Tensor]:
         """A fixed held-out batch (same clips at every evaluation): episodes spread evenly."""
-        n = len(self.eval)
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(n, generator=g)[: min(num_clips, n)].tolist()
-        items = [self.eval[i] for i in idx]
-        return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+        return _fixed_batch(self.eval, num_clips, seed)
+
+    def train_batch(self, num_clips: int, seed: int = 12345) -> dict[str, torch.Tensor]:
+        """A fixed batch of training clips (the same on every rank; the training sampler's RNG is not used)."""
+        return _fixed_batch(self.train, num_clips, seed)
 
     train_batch_size: int = 32
 
@@ -274,3 +274,11 @@ def build_data(cfg: DictConfig) -> DataBundle:
     tr_ds, ev_ds = ClipDataset(train, d.clip_len), ClipDataset(ev, d.clip_len, stride=max(1, d.clip_len // 2))
     return DataBundle(tr_ds, ev_ds, tr_ds.obs_shape, tr_ds.action_dim, train.factor_names,
                       train_batch_size=d.batch_size)
+
+
+def _fixed_batch(ds: ClipDataset, num_clips: int, seed: int) -> dict[str, torch.Tensor]:
+    """``num_clips`` clips of ``ds`` drawn without replacement by ``seed``, stacked into one batch."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(ds), generator=g)[: min(num_clips, len(ds))].tolist()
+    items = [ds[i] for i in idx]
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
