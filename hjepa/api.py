@@ -168,6 +168,11 @@ def stored_config(yaml_text: str) -> DictConfig:
         cfg.model.macro_action_norm = "layer"  # written before the option existed: the old macro-action encoder
     for key, schema in (("model", ModelConfig), ("regularizer", RegularizerConfig)):
         if key in cfg:
+            unknown = sorted(set(cfg[key]) - set(OmegaConf.structured(schema)))
+            if unknown:
+                raise CheckpointError(f"the run's config has {', '.join(f'{key}.{k}' for k in unknown)}, which this "
+                                      "version of hjepa does not know: the run was trained by a newer or modified "
+                                      "hjepa; load it with that version")
             merged = OmegaConf.merge(OmegaConf.structured(schema), cfg[key])
             cfg[key] = OmegaConf.create(OmegaConf.to_container(merged, resolve=True))
     return cfg

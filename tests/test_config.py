@@ -99,6 +99,22 @@ def test_analyze_reports_a_stored_config_with_a_missing_value(tmp_path, capsys):
         "hjepa-analyze: error: invalid config: data.path='???' — a value is required")
 
 
+def test_analyze_names_a_stored_config_key_this_hjepa_does_not_know(tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    from hjepa.analyze import main as analyze_main
+    from hjepa.checkpoint import save_checkpoint
+
+    cfg = OmegaConf.create(OmegaConf.to_container(compose(), resolve=True))
+    cfg.model.some_future_option = True
+    save_checkpoint({"model": {}, "config": OmegaConf.to_yaml(cfg), "data": {"obs_shape": [3, 32, 32],
+                     "action_dim": 2}}, tmp_path / "run" / "checkpoints", 5)
+    assert analyze_main([f"run={tmp_path / 'run'}", "--no-log"]) == 1  # a checkpoint error (config errors: 2)
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hjepa-analyze: error:") and "model.some_future_option" in err
+    assert "Traceback" not in err and "newer or modified hjepa" in err
+
+
 def test_npz_clip_len_is_checked_against_the_file_not_data_episode_len():
     cfg = compose(["data=npz", "data.path=episodes.npz", "data.clip_len=80"])  # data.episode_len (64) plays no role
     assert cfg.data.clip_len == 80
