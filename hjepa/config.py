@@ -158,6 +158,7 @@ class ModelConfig:
     freeze_level0: bool = False  # level 0's encoder gets no gradient (e.g. after init_from a masked run)
     data_init_levels: int = 0  # before step 0 of a fresh run, rescale the encoder output of levels 0 … n−1 so their latents
     #   start at mean 0, std 1 per dimension on training clips (hjepa/models/data_init.py); 0: off; not with init_from
+    data_init_std: float = 1.0  # the per-dimension std those latents start at
     # temporal-distance (HILP) geometry of the latents, hjepa/models/geometry.py; weight 0 = off
     geometry_weight: Optional[List[float]] = None  # per level, default all 0
     geometry_discount: float = 0.95  # γ per step of each level's own clock
@@ -448,6 +449,8 @@ def validate_config(cfg: Config | DictConfig) -> None:
                           f"needs at least {m.depth} values (one per level; extras are ignored), all >= 0")
     if m.data_init_levels < 0:
         raise ConfigError("model.data_init_levels", m.data_init_levels, "must be >= 0 (0: off; n: levels 0 … n−1)")
+    if not m.data_init_std > 0 or not math.isfinite(m.data_init_std):
+        raise ConfigError("model.data_init_std", m.data_init_std, "must be a finite number > 0")
     if m.data_init_levels and m.init_from:
         raise ConfigError("model.data_init_levels", m.data_init_levels, f"rescales freshly initialised encoders, but "
                           f"model.init_from={m.init_from} loads trained weights: drop one of the two")

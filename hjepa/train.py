@@ -371,7 +371,8 @@ class Trainer:
                               f"{self.cfg.objective.name} trains a {type(self.model).__name__}: "
                               "drop model.data_init_levels")
         batch = self.data.train_batch(DATA_INIT_CLIPS)
-        report = standardize_levels(self.model, batch["obs"].to(self.device), batch["actions"].to(self.device), n)
+        report = standardize_levels(self.model, batch["obs"].to(self.device), batch["actions"].to(self.device), n,
+                                    std=float(self.cfg.model.data_init_std))
         for k, (before, after) in enumerate(report):
             log.info("model.data_init_levels: level %d latent std (median over dimensions) %.4g -> %.4g", k, before, after)
 

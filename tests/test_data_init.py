@@ -82,6 +82,18 @@ def test_only_an_affine_change_of_each_latent(tmp_path):
     torch.testing.assert_close(z_new, (z_old - mean) / std, atol=1e-4, rtol=1e-4)
 
 
+def test_a_chosen_starting_std(tmp_path):
+    cfg = hjepa.compose([*TINY, f"data.cache_dir={tmp_path}", "model.depth=1"])
+    data = build_data(cfg)
+    torch.manual_seed(0)
+    model = build_model(cfg, data)
+    batch = data.train_batch(16)
+    report = standardize_levels(model, batch["obs"], batch["actions"], std=0.1)
+    mean, std = _latent_std(model, batch, 0)
+    assert report[0][1] == pytest.approx(0.1, rel=1e-3) and std.sub(0.1).abs().max().item() < 1e-4
+    assert mean.abs().max().item() < 1e-4
+
+
 def test_output_layer_skips_batch_standardised_encoders():
     enc = torch.nn.Sequential(torch.nn.Linear(4, 3), BatchStandardize(3))
     assert output_layer(enc) is None
@@ -125,6 +137,8 @@ def test_data_init_with_init_from_or_a_negative_count_is_a_config_error(tmp_path
         hjepa.compose([*TINY, "model.data_init_levels=2", "model.init_from=some/run.pt"])
     with pytest.raises(ConfigError, match="must be >= 0"):
         hjepa.compose([*TINY, "model.data_init_levels=-1"])
+    with pytest.raises(ConfigError, match="model.data_init_std"):
+        hjepa.compose([*TINY, "model.data_init_std=0"])
 
 
 def test_data_init_needs_an_hjepa(tmp_path):

@@ -43,9 +43,9 @@ def output_layer(encoder: nn.Module) -> nn.Linear | None:
 
 @torch.no_grad()
 def standardize_levels(model: nn.Module, obs: Tensor, actions: Tensor, levels: int | None = None,
-                       eps: float = 1e-6) -> list[tuple[float, float]]:
+                       std: float = 1.0, eps: float = 1e-6) -> list[tuple[float, float]]:
     """Rescale the encoders of levels ``0 … levels − 1`` (``None``: all) so their latents have mean 0
-    and std 1 per dimension on this batch.
+    and std ``std`` per dimension on this batch.
 
     ``model`` an ``HJEPA``; ``obs (B, T, *obs_shape)``, ``actions (B, T, A)`` training clips.
     Returns, per rescaled level, the median per-dimension std before and after (after ≈ 1).
@@ -58,11 +58,10 @@ def standardize_levels(model: nn.Module, obs: Tensor, actions: Tensor, levels: i
             before = _latent_stats(model, obs, actions, k)
             layer = output_layer(lvl.encoder)
             if layer is not None:
-                mean, std = before
-                std = std.clamp_min(eps)
-                layer.weight.div_(std[:, None])
+                mean, scale = before[0], before[1].clamp_min(eps) / std
+                layer.weight.div_(scale[:, None])
                 if layer.bias is not None:  # (without a bias the latent is only rescaled, not centred)
-                    layer.bias.sub_(mean).div_(std)
+                    layer.bias.sub_(mean).div_(scale)
                 if getattr(lvl, "target", None) is not None:  # an EMA target starts equal to its online encoder
                     lvl.target.module.load_state_dict(lvl.encoder.state_dict())
             after = _latent_stats(model, obs, actions, k)
