@@ -15,10 +15,11 @@ LSUV idea (Mishkin & Matas, 2016) applied to the last layer only. Levels are res
 because level k reads level k − 1's latents. EMA targets are reset to their rescaled online
 encoder; an encoder ending in ``BatchStandardize`` is already standardised and left alone.
 
-Measured on ``experiment=pendulum`` (docs/simulators.md): standardising level 0 kept seed 6's level 0
-from collapsing (RankMe 39.8, level-1 θ̇ 0.766 against 0.006) but lowered seed 1 (0.547 against
-0.812); standardising both levels left seed 6 at 0.041 and lowered seed 1 to 0.169. So it is
-off by default and in the preset.
+Measured on ``experiment=pendulum`` (docs/simulators.md, level-1 θ̇ probe): level 0 started at std
+1 kept seeds 6 and 8 from collapsing (0.766 / 0.753 against 0.006 / −0.003) but lowered seeds 0 and 1
+(0.453 / 0.547 against 0.864 / 0.812); started at std 0.1, seeds 0 / 6 / 8 read 0.820 / 0.873 / 0.811
+and seed 1 0.563. Both levels at std 1: seed 6 0.041, seed 1 0.169. So it is off by default and
+in the preset.
 """
 
 from __future__ import annotations
