@@ -17,6 +17,14 @@ from hjepa.train import Trainer, train
 from .conftest import TINY
 
 
+def _fresh_model(tmp_path, *extra, clips=16):
+    """An untrained model of the tiny config (seed 0) and a batch of its training clips."""
+    cfg = hjepa.compose([*TINY, f"data.cache_dir={tmp_path}", *extra])
+    data = build_data(cfg)
+    torch.manual_seed(0)
+    return build_model(cfg, data), data.train_batch(clips)
+
+
 def _latent_std(model, batch, k):
     with torch.no_grad():
         z = model.encode(batch["obs"], batch["actions"])[0][k]
@@ -31,11 +39,7 @@ def _latent_std(model, batch, k):
     ["regularizer.name=ema"],                                    # EMA targets: reset to the rescaled encoders
 ])
 def test_every_level_starts_at_mean_zero_std_one(extra, tmp_path):
-    cfg = hjepa.compose([*TINY, f"data.cache_dir={tmp_path}", *extra])
-    data = build_data(cfg)
-    torch.manual_seed(0)
-    model = build_model(cfg, data)
-    batch = data.train_batch(16)
+    model, batch = _fresh_model(tmp_path, *extra)
     before = _latent_std(model, batch, 0)[1].median().item()
     report = standardize_levels(model, batch["obs"], batch["actions"])
     if output_layer(model.levels[0].encoder) is not None:  # (a level above reports its std on the rescaled level below)
@@ -54,11 +58,7 @@ def test_every_level_starts_at_mean_zero_std_one(extra, tmp_path):
 
 
 def test_only_the_chosen_levels_are_rescaled(tmp_path):
-    cfg = hjepa.compose([*TINY, f"data.cache_dir={tmp_path}"])  # depth 2
-    data = build_data(cfg)
-    torch.manual_seed(0)
-    model = build_model(cfg, data)
-    batch = data.train_batch(16)
+    model, batch = _fresh_model(tmp_path)  # depth 2
     top = {k: v.clone() for k, v in model.levels[1].state_dict().items()}
     report = standardize_levels(model, batch["obs"], batch["actions"], levels=1)
     assert len(report) == 1 and _latent_std(model, batch, 0)[1].sub(1).abs().max().item() < 1e-3
@@ -68,11 +68,7 @@ def test_only_the_chosen_levels_are_rescaled(tmp_path):
 
 def test_only_an_affine_change_of_each_latent(tmp_path):
     """The rescaled latent is (z − μ)/σ of the old one, sample by sample (level 0; level 1 reads it)."""
-    cfg = hjepa.compose([*TINY, f"data.cache_dir={tmp_path}", "model.depth=1"])
-    data = build_data(cfg)
-    torch.manual_seed(0)
-    model = build_model(cfg, data)
-    batch = data.train_batch(8)
+    model, batch = _fresh_model(tmp_path, "model.depth=1", clips=8)
     with torch.no_grad():
         z_old = model.encode(batch["obs"], batch["actions"])[0][0]
     mean, std = (t for t in _latent_std(model, batch, 0))
@@ -83,11 +79,7 @@ def test_only_an_affine_change_of_each_latent(tmp_path):
 
 
 def test_a_chosen_starting_std(tmp_path):
-    cfg = hjepa.compose([*TINY, f"data.cache_dir={tmp_path}", "model.depth=1"])
-    data = build_data(cfg)
-    torch.manual_seed(0)
-    model = build_model(cfg, data)
-    batch = data.train_batch(16)
+    model, batch = _fresh_model(tmp_path, "model.depth=1")
     report = standardize_levels(model, batch["obs"], batch["actions"], std=0.1)
     mean, std = _latent_std(model, batch, 0)
     assert report[0][1] == pytest.approx(0.1, rel=1e-3) and std.sub(0.1).abs().max().item() < 1e-4
