@@ -157,7 +157,8 @@ class ModelConfig:
     init_from: Optional[str] = None  # checkpoint path or MLflow run id to initialise weights
     freeze_level0: bool = False  # level 0's encoder gets no gradient (e.g. after init_from a masked run)
     data_init_levels: int = 0  # before step 0 of a fresh run, rescale the encoder output of levels 0 … n−1 so their latents
-    #   start at mean 0, std 1 per dimension on training clips (hjepa/models/data_init.py); 0: off; not with init_from
+    #   start at mean 0, std data_init_std per dimension on training clips (hjepa/models/data_init.py); 0: off;
+    #   not with init_from
     data_init_std: float = 1.0  # the per-dimension std those latents start at
     # temporal-distance (HILP) geometry of the latents, hjepa/models/geometry.py; weight 0 = off
     geometry_weight: Optional[List[float]] = None  # per level, default all 0

@@ -56,9 +56,9 @@ log = logging.getLogger("hjepa.train")
 RUN_INFO_FILE = "run.json"  # <out_dir>/run.json: the MLflow run of this output directory
 FALLBACK_METRICS_FILE = "metrics_fallback.jsonl"  # metrics written here when MLflow fails
 
-# config keys that do not change what is computed: a resume may change them without a warning
 DATA_INIT_CLIPS = 64  # training clips that model.data_init_levels standardises the latents on
 
+# config keys that do not change what is computed: a resume may change them without a warning
 _RESUME_FREE_KEYS = ("train.resume", "train.progress", "train.device", "train.threads", "train.log_every",
                      "train.eval_every", "train.checkpoint_every", "train.keep_checkpoints", "train.max_nonfinite",
                      "train.collapse_stop", "out_dir", "tracking.", "model.init_from", "data.cache_dir",
@@ -363,8 +363,9 @@ class Trainer:
         self._prepared = True
 
     def _data_init(self) -> None:
-        """``model.data_init_levels``: those levels' latents start at mean 0, std 1 on a fixed batch of training
-        clips (the same on every rank, so DDP replicas stay equal; the training RNG stream is untouched)."""
+        """``model.data_init_levels``: those levels' latents start at mean 0 and std ``model.data_init_std`` on a
+        fixed batch of training clips (the same on every rank, so DDP replicas stay equal; the training RNG
+        stream is untouched)."""
         n = self.cfg.model.data_init_levels
         if not isinstance(self.model, HJEPA):
             raise ConfigError("model.data_init_levels", n, f"standardises the levels of an H-JEPA, but objective="

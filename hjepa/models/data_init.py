@@ -49,7 +49,7 @@ def standardize_levels(model: nn.Module, obs: Tensor, actions: Tensor, levels: i
     and std ``std`` per dimension on this batch.
 
     ``model`` an ``HJEPA``; ``obs (B, T, *obs_shape)``, ``actions (B, T, A)`` training clips.
-    Returns, per rescaled level, the median per-dimension std before and after (after ≈ 1).
+    Returns, per rescaled level, the median per-dimension std before and after (after ≈ ``std``).
     """
     was_training = model.training
     model.eval()  # deterministic encoders: no dropout, BatchStandardize reads its running statistics
