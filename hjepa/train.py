@@ -43,7 +43,7 @@ from .data import DataBundle, DataValidationError, build_data
 from .reference_probes import reference_probes
 from .accel import DeviceBatches, TrainStep, build_adamw, data_fits_device, keep_freed_memory
 from .models import HJEPA, momentum_schedule
-from .models.data_init import standardize_levels
+from .models.data_init import data_init
 from .objectives import build_objective
 from .sweeps import sweep_id
 from .tracking import Tracker, flatten
@@ -55,8 +55,6 @@ log = logging.getLogger("hjepa.train")
 
 RUN_INFO_FILE = "run.json"  # <out_dir>/run.json: the MLflow run of this output directory
 FALLBACK_METRICS_FILE = "metrics_fallback.jsonl"  # metrics written here when MLflow fails
-
-DATA_INIT_CLIPS = 64  # training clips that model.data_init_levels standardises the latents on
 
 # config keys that do not change what is computed: a resume may change them without a warning
 _RESUME_FREE_KEYS = ("train.resume", "train.progress", "train.device", "train.threads", "train.log_every",
@@ -356,26 +354,11 @@ class Trainer:
         elif self.cfg.model.init_from:
             self.init_from = self.objective.load_weights(self.cfg.model.init_from, tracking_uri=self.tracker.uri)
             log.info("model weights initialised from %s", self.init_from)
-        elif self.cfg.model.data_init_levels:
-            self._data_init()
+        elif self.cfg.model.data_init_levels:  # hjepa/models/data_init.py
+            data_init(self.model, self.data, self.cfg.model, self.device)
         if self.cfg.train.resume and self._resume_run_id is None and self.is_main:
             self._resume_run_id = self._run_info().get("mlflow_run_id")  # killed before its first checkpoint
         self._prepared = True
-
-    def _data_init(self) -> None:
-        """``model.data_init_levels``: those levels' latents start at mean 0 and std ``model.data_init_std`` on a
-        fixed batch of training clips (the same on every rank, so DDP replicas stay equal; the training RNG
-        stream is untouched)."""
-        n = self.cfg.model.data_init_levels
-        if not isinstance(self.model, HJEPA):
-            raise ConfigError("model.data_init_levels", n, f"standardises the levels of an H-JEPA, but objective="
-                              f"{self.cfg.objective.name} trains a {type(self.model).__name__}: "
-                              "drop model.data_init_levels")
-        batch = self.data.train_batch(DATA_INIT_CLIPS)
-        report = standardize_levels(self.model, batch["obs"].to(self.device), batch["actions"].to(self.device), n,
-                                    std=float(self.cfg.model.data_init_std))
-        for k, (before, after) in enumerate(report):
-            log.info("model.data_init_levels: level %d latent std (median over dimensions) %.4g -> %.4g", k, before, after)
 
     # ------------------------------------------------------------------ tracking
     def _start_tracking(self) -> None:

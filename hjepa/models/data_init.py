@@ -24,13 +24,18 @@ in the preset.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
 from .encoders import BatchStandardize
 
-__all__ = ["standardize_levels", "output_layer"]
+__all__ = ["standardize_levels", "output_layer", "data_init", "DATA_INIT_CLIPS"]
+
+log = logging.getLogger("hjepa.train")
+DATA_INIT_CLIPS = 64  # training clips the latents are standardised on
 
 
 def output_layer(encoder: nn.Module) -> nn.Linear | None:
@@ -55,24 +60,44 @@ def standardize_levels(model: nn.Module, obs: Tensor, actions: Tensor, levels: i
     model.eval()  # deterministic encoders: no dropout, BatchStandardize reads its running statistics
     report = []
     try:
+        before = _latent_stats(model, obs, actions)
         for k, lvl in enumerate(model.levels[:levels]):
-            before = _latent_stats(model, obs, actions, k)
+            mean, spread = before[k]
             layer = output_layer(lvl.encoder)
             if layer is not None:
-                mean, scale = before[0], before[1].clamp_min(eps) / std
+                scale = spread.clamp_min(eps) / std
                 layer.weight.div_(scale[:, None])
                 if layer.bias is not None:  # (without a bias the latent is only rescaled, not centred)
                     layer.bias.sub_(mean).div_(scale)
                 if getattr(lvl, "target", None) is not None:  # an EMA target starts equal to its online encoder
                     lvl.target.module.load_state_dict(lvl.encoder.state_dict())
-            after = _latent_stats(model, obs, actions, k)
-            report.append((before[1].median().item(), after[1].median().item()))
+            # one pass gives this level's new statistics and the next level's, which reads this one
+            after = _latent_stats(model, obs, actions)
+            report.append((spread.median().item(), after[k][1].median().item()))
+            before = after
     finally:
         model.train(was_training)
     return report
 
 
-def _latent_stats(model: nn.Module, obs: Tensor, actions: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Per-dimension mean and std ``(D,), (D,)`` of level ``k``'s online latents over ``(B, T)``."""
-    z = rearrange(model.encode(obs, actions)[0][k].float(), "b t d -> (b t) d")
-    return z.mean(0), z.std(0)
+def data_init(model: nn.Module, data, model_cfg, device: torch.device) -> None:
+    """``model.data_init_levels``: standardise those levels on ``DATA_INIT_CLIPS`` fixed training clips
+    (the same on every rank, so DDP replicas stay equal; the training RNG stream is untouched)."""
+    from ..config import ConfigError
+    from .hjepa import HJEPA
+
+    n = int(model_cfg.data_init_levels)
+    if not isinstance(model, HJEPA):
+        raise ConfigError("model.data_init_levels", n, f"standardises the levels of an H-JEPA, but this objective "
+                          f"trains a {type(model).__name__}: drop model.data_init_levels")
+    batch = data.train_batch(DATA_INIT_CLIPS)
+    report = standardize_levels(model, batch["obs"].to(device), batch["actions"].to(device), n,
+                                std=float(model_cfg.data_init_std))
+    for k, (before, after) in enumerate(report):
+        log.info("model.data_init_levels: level %d latent std (median over dimensions) %.4g -> %.4g", k, before, after)
+
+
+def _latent_stats(model: nn.Module, obs: Tensor, actions: Tensor) -> list[tuple[Tensor, Tensor]]:
+    """Per level, the per-dimension mean and std ``(D,), (D,)`` of the online latents over ``(B, T)``."""
+    return [(z.mean(0), z.std(0)) for z in (rearrange(z.float(), "b t d -> (b t) d")
+                                            for z in model.encode(obs, actions)[0])]
