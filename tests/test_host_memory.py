@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-# seven training steps of a small default model; prints the page faults of each of the last four
+# eleven training steps of a small default model; prints the page faults of each of the last eight
 _PROBE = """
 import resource, sys, torch
 torch.set_num_threads(1)
@@ -20,7 +20,7 @@ model = build_model(cfg, obs_shape=(3, 32, 32), action_dim=2)
 step = TrainStep(model, build_adamw(model.parameters(), cfg.optim, torch.device("cpu")), device="cpu")
 obs, act = torch.rand(8, 32, 3, 32, 32), torch.rand(8, 32, 2) * 2 - 1
 faults = []
-for i in range(7):
+for i in range(11):
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     step.step(obs, act, 0.996)
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
@@ -40,9 +40,12 @@ def _faults_per_step(mode: str) -> list[int]:
 def test_kept_memory_removes_the_page_faults_of_a_training_step():
     released, kept = _faults_per_step("release"), _faults_per_step("keep")
     # measured (4 steps, 3 runs): 43,000-52,000 faults with glibc's defaults (a step touches tens of
-    # MB afresh), 1-3 with the freed blocks kept
-    assert sum(released) > 15_000
-    assert sum(kept) < 200
+    # MB afresh), 1-3 with the freed blocks kept. A step of the kept run can still fault now and then
+    # for reasons of its own (one fresh-clone CI run: 65, 1, 898, 1), so the typical step is compared
+    median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    assert len(released) == len(kept) == 8
+    assert median(released) > 3_000 and sum(released) > 30_000
+    assert median(kept) < 50 and 20 * sum(kept) < sum(released)
 
 
 @glibc
