@@ -132,6 +132,8 @@ class ModelConfig:
     pred_dim: int = 128  # temporal predictor width
     pred_layers: int = 2
     pred_heads: int = 4
+    pred_zero_init: Optional[List[bool]] = None  # per level: its predictor's read-out starts at zero (ẑ = 0), so at step 0
+    #   its prediction loss sends no gradient into the encoders below it; default: PyTorch's init at every level
     action_dim_k: int = 16  # macro-action width at levels >= 1
     macro_action_norm: str = "none"  # none | layer: LayerNorm over each window of lower actions (hjepa <= 0.1; it
     #                                   erases the direction of a held 2-D action, so it is off by default)
@@ -455,6 +457,8 @@ def validate_config(cfg: Config | DictConfig) -> None:
     if m.data_init_levels and m.init_from:
         raise ConfigError("model.data_init_levels", m.data_init_levels, f"rescales freshly initialised encoders, but "
                           f"model.init_from={m.init_from} loads trained weights: drop one of the two")
+    if m.pred_zero_init is not None and len(m.pred_zero_init) != m.depth:
+        raise ConfigError("model.pred_zero_init", list(m.pred_zero_init), f"needs {m.depth} values (true/false), one per level")
     for key, lst in (("model.loss_weights", m.loss_weights), ("model.rollout_horizon", m.rollout_horizon),
                      ("model.geometry_weight", m.geometry_weight), ("model.pred_history", m.pred_history),
                      ("model.idm_weight", m.idm_weight)):

@@ -231,3 +231,22 @@ def test_rollout_loss_and_per_level_regularisers():
     assert losses.rollout[0] is not None and losses.rollout[1] is not None
     assert float(losses.reg[0]) > 0 and float(losses.reg[1]) == 0.0
     assert math.isfinite(float(losses.total.detach()))
+
+
+def test_zero_init_read_out_predicts_zero_and_sends_no_gradient_down_at_step_0():
+    obs, act = torch.rand(2, 8, 3, 16, 16), torch.rand(2, 8, 2)
+
+    def level1_grad_into_level0(**kw):
+        torch.manual_seed(0)
+        model, _ = make(depth=2, strides=[2], reg="none", **kw)
+        out = model(obs, act)
+        model.energy(out, 1).mean().backward()  # level 1's prediction loss alone
+        grads = [p.grad for p in model.levels[0].encoder.parameters()]
+        return out, model, sum(0.0 if g is None else g.abs().sum().item() for g in grads)
+
+    out, model, grad = level1_grad_into_level0(pred_zero_init=[False, True])
+    assert out.pred[1].abs().max().item() == 0.0 and out.pred[0].abs().max().item() > 0.01
+    assert grad == 0.0
+    assert model.levels[1].predictor.out.weight.grad.abs().max().item() > 0  # the read-out learns at once
+    _, _, default_grad = level1_grad_into_level0()
+    assert default_grad > 1e-3

@@ -43,12 +43,22 @@ class LevelPredictor(nn.Module):
     ctx[t])``, so whatever the next latent depends on (a velocity, say) must be in ``z[t]``
     itself rather than be read off a sequence of latents.
 
+    ``zero_init`` (``model.pred_zero_init``, per level) starts the linear read-out at zero, so
+    ``ẑ = 0`` at step 0 and the prediction error is the target itself, as small as the untrained
+    encoder's latents; the first steps train the read-out, and the error sends gradient into the
+    encoders only as the read-out grows. PyTorch's default read-out starts at output std ≈ 0.6,
+    far above the latents (std ≈ 0.03–0.08 for a conv encoder on Pendulum frames), and a level ≥ 1
+    passes that large error down through its summariser into level 0's encoder, where it can
+    collapse level 0 before SIGReg — whose gradient shrinks with the latents — grows it
+    (docs/simulators.md, "Fourth round").
+
     Shapes: ``z (B, T, D)``, ``a (B, T, A)``, ``ctx (B, T, D_ctx)`` or ``None`` → ``(B, T, D)``,
     where output ``t`` is the prediction of ``z[t + 1]``.
     """
 
     def __init__(self, dim: int, action_dim: int, ctx_dim: int | None, width: int = 128, layers: int = 2,
-                 heads: int = 4, backend: str = "auto", history: int = 0, conditioning: str = "add"):
+                 heads: int = 4, backend: str = "auto", history: int = 0, conditioning: str = "add",
+                 zero_init: bool = False):
         super().__init__()
         if history < 0:
             raise ValueError(f"predictor history {history} must be >= 0 (0: the whole past)")
@@ -68,6 +78,9 @@ class LevelPredictor(nn.Module):
         self.blocks = nn.ModuleList(Block(width, heads, backend=backend, window=w) for w in windows)
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, dim)
+        if zero_init:
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
 
     def forward(self, z: Tensor, a: Tensor, ctx: Tensor | None = None, cache: list[dict] | None = None) -> Tensor:
         """``cache`` (from ``new_cache``) makes the call incremental: ``z, a, ctx`` are the next steps
