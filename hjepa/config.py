@@ -144,6 +144,8 @@ class ModelConfig:
     topdown_detach: bool = True  # no gradient from level k-1's loss into level k through context
     topdown_conditioning: str = "add"  # add | film | gain: how the context enters the lower predictor — added to its
     #   input tokens, added and scaling them (FiLM: a slow latent modulates the lower dynamics), or only scaling them
+    topdown_rank: Optional[int] = None  # the context enters the lower predictor through a rank-r linear bottleneck
+    #   (r numbers per step, each a linear read-out of the upper latent); default: a full-rank map
     detach_bottom_up: bool = False  # level k's loss does not train level k-1's encoder
     pred_loss: str = "l2"  # l2 | l1 | smooth_l1
     target_norm: str = "none"  # loss-target normalisation: none | layer (I-JEPA) | batch
@@ -414,6 +416,8 @@ def validate_config(cfg: Config | DictConfig) -> None:
                               ("model.encoder_out_norm", m.encoder_out_norm or "none", ("none", "batch")),
                               ("model.attention_backend", m.attention_backend, ("auto", "sdpa", "xformers"))))
     check_at_least((("model.summarizer_hidden", m.summarizer_hidden, 0),))
+    if m.topdown_rank is not None:
+        check_at_least((("model.topdown_rank", m.topdown_rank, 1),))
     names = level_regularizers(r, m.depth)
     if r.per_level is not None and len(names) != m.depth:
         raise ConfigError("regularizer.per_level", names, f"needs {m.depth} names, one per level")

@@ -34,6 +34,7 @@ def test_overrides_reach_typed_fields():
     (["model.loss_weights=[1.0]"], "model.loss_weights", "2 values"),
     (["model.summarizer=middle"], "model.summarizer", "latents, last, frames"),
     (["model.summarizer_hidden=-1"], "model.summarizer_hidden", ">= 0"),
+    (["model.topdown_rank=0"], "model.topdown_rank", ">= 1"),
     (["model.pred_zero_init=[true]"], "model.pred_zero_init", "needs 2 values"),
 ])
 def test_invalid_configs_name_key_and_allowed_values(overrides, key, fragment):

@@ -250,3 +250,33 @@ def test_zero_init_read_out_predicts_zero_and_sends_no_gradient_down_at_step_0()
     assert model.levels[1].predictor.out.weight.grad.abs().max().item() > 0  # the read-out learns at once
     _, _, default_grad = level1_grad_into_level0()
     assert default_grad > 1e-3
+
+
+@pytest.mark.parametrize("conditioning", ["add", "film", "gain"])
+def test_topdown_rank_passes_only_r_linear_readouts_of_the_context(conditioning):
+    torch.manual_seed(0)
+    pred = LevelPredictor(6, 2, 8, width=16, layers=1, heads=2, conditioning=conditioning, ctx_rank=1)
+    if conditioning == "film":  # FiLM's scaling starts at zero; give it weight so it is exercised too
+        torch.nn.init.normal_(pred.c_gain.weight)
+    assert tuple(pred.c_proj.weight.shape) == (1, 8)
+    z, a, ctx = torch.randn(2, 5, 6), torch.randn(2, 5, 2), torch.randn(2, 5, 8)
+    v = pred.c_proj.weight[0].detach()
+    # a context change orthogonal to the one read-out direction v changes nothing ...
+    ortho = torch.randn(8)
+    ortho = ortho - (ortho @ v) / (v @ v) * v
+    out, same = pred(z, a, ctx), pred(z, a, ctx + 3 * ortho)
+    torch.testing.assert_close(out, same, atol=1e-5, rtol=1e-5)
+    # ... and one along it does
+    assert (pred(z, a, ctx + v / v.norm()) - out).abs().max().item() > 1e-3
+    full = LevelPredictor(6, 2, 8, width=16, layers=1, heads=2, conditioning=conditioning)
+    assert full.c_proj is None
+    with pytest.raises(ValueError, match="rank 0"):
+        LevelPredictor(6, 2, 8, width=16, conditioning=conditioning, ctx_rank=0)
+
+
+def test_topdown_rank_builds_into_the_lower_level_only():
+    model, _ = make(depth=2, strides=[2], topdown_rank=2)
+    assert tuple(model.levels[0].predictor.c_proj.weight.shape) == (2, 16)
+    assert model.levels[1].predictor.ctx_dim is None  # the top level has no context to narrow
+    out = model(torch.rand(2, 8, 3, 16, 16), torch.rand(2, 8, 2))
+    assert tuple(out.pred[0].shape) == (2, 8, 16) and torch.isfinite(out.pred[0]).all()

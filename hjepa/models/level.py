@@ -127,7 +127,8 @@ class Level(nn.Module):
         self.predictor = LevelPredictor(d, action_dim, ctx_dim, width=m.pred_dim, layers=m.pred_layers,
                                         heads=m.pred_heads, backend=m.attention_backend, history=int(history),
                                         conditioning=getattr(m, "topdown_conditioning", "add"),
-                                        zero_init=bool(m.pred_zero_init[index]) if getattr(m, "pred_zero_init", None) else False)
+                                        zero_init=bool(m.pred_zero_init[index]) if getattr(m, "pred_zero_init", None) else False,
+                                        ctx_rank=getattr(m, "topdown_rank", None))
         self.null_ctx = nn.Parameter(torch.zeros(ctx_dim)) if ctx_dim else None
         self.regularizer = build_regularizer(reg_name, reg_cfg)
         if target_norm not in ("none", "layer", "batch"):

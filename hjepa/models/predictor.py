@@ -52,13 +52,20 @@ class LevelPredictor(nn.Module):
     collapse level 0 before SIGReg — whose gradient shrinks with the latents — grows it
     (docs/simulators.md, "Fourth round").
 
+    ``ctx_rank`` (``model.topdown_rank``) passes the context through a rank-``r`` linear
+    bottleneck first (``W_g = U V``, ``V`` of shape ``(r, D_ctx)``): the level above can tell the
+    level below only ``r`` numbers per step, each a linear read-out of its latent. With ``r`` the
+    number of slow quantities the lower dynamics need (one for a pendulum's velocity), the upper
+    level must hold each of them on a linear axis of its own latent, where a full-rank map also
+    accepts a code that mixes it with the angle (docs/simulators.md, "Fifth round").
+
     Shapes: ``z (B, T, D)``, ``a (B, T, A)``, ``ctx (B, T, D_ctx)`` or ``None`` → ``(B, T, D)``,
     where output ``t`` is the prediction of ``z[t + 1]``.
     """
 
     def __init__(self, dim: int, action_dim: int, ctx_dim: int | None, width: int = 128, layers: int = 2,
                  heads: int = 4, backend: str = "auto", history: int = 0, conditioning: str = "add",
-                 zero_init: bool = False):
+                 zero_init: bool = False, ctx_rank: int | None = None):
         super().__init__()
         if history < 0:
             raise ValueError(f"predictor history {history} must be >= 0 (0: the whole past)")
@@ -68,8 +75,13 @@ class LevelPredictor(nn.Module):
         if conditioning not in ("add", "film", "gain"):
             raise ValueError(f"conditioning {conditioning!r} must be add, film or gain")
         self.ctx_dim = ctx_dim
-        self.c_in = nn.Linear(ctx_dim, width) if ctx_dim and conditioning != "gain" else None
-        self.c_gain = nn.Linear(ctx_dim, width) if ctx_dim and conditioning != "add" else None
+        if ctx_rank is not None and ctx_rank < 1:
+            raise ValueError(f"context rank {ctx_rank} must be >= 1 (None: no bottleneck)")
+        # ctx_rank: the context reaches the tokens through a rank-r linear bottleneck, W = U V with V (r x D_ctx)
+        self.c_proj = nn.Linear(ctx_dim, ctx_rank, bias=False) if ctx_dim and ctx_rank is not None else None
+        c_dim = ctx_rank if self.c_proj is not None else ctx_dim
+        self.c_in = nn.Linear(c_dim, width) if ctx_dim and conditioning != "gain" else None
+        self.c_gain = nn.Linear(c_dim, width) if ctx_dim and conditioning != "add" else None
         if self.c_gain is not None:
             nn.init.zeros_(self.c_gain.bias)
             if conditioning == "film":
@@ -93,6 +105,8 @@ class LevelPredictor(nn.Module):
         if self.ctx_dim:
             if ctx is None:
                 raise ValueError("this level was built with top-down context; pass ctx (B, T, D_ctx)")
+            if self.c_proj is not None:
+                ctx = self.c_proj(ctx)  # (B, T, r)
             if self.c_gain is not None:
                 h = h * (1 + self.c_gain(ctx))
             if self.c_in is not None:
