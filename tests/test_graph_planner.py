@@ -43,6 +43,22 @@ def test_route_goes_around_the_u_and_lengths_add_up():
     assert np.square(np.diff(hops, axis=0)).sum(1).max() < g.tau + 1e-6  # only graph edges (and the ends' links)
 
 
+def test_nearest_neighbour_edges_join_a_sparse_gap():
+    """A 0.1-spaced line with a 0.3 gap in its middle: the quantile edges (neighbours 0.1 apart)
+    leave it in two pieces; ``neighbours=4`` also joins each node to its four nearest (for x=1.0: 0.9,
+    0.8, 0.7 and 1.3), which bridges the gap both ways, and keeps every quantile edge."""
+    xs = np.concatenate([np.arange(0, 1.0001, 0.1), np.arange(1.3, 2.3001, 0.1)])
+    z = torch.tensor(np.stack([xs, np.zeros_like(xs)], 1), dtype=torch.float32)
+    quantile_only = WaypointGraph(_SquaredDistance(), [z], level=0, quantile=0.1)
+    assert 0.01 < quantile_only.tau <= 0.04  # every 0.1 neighbour pair, not the 0.3 gap (0.09)
+    pairs0 = set(zip(quantile_only.rows.tolist(), quantile_only.cols.tolist()))
+    assert (9, 10) in pairs0 and (10, 11) not in pairs0  # x=1.0 and x=1.3 (nodes 10, 11) are not joined
+    knn = WaypointGraph(_SquaredDistance(), [z], level=0, quantile=0.1, neighbours=4)
+    pairs = set(zip(knn.rows.tolist(), knn.cols.tolist()))
+    assert (10, 11) in pairs and (11, 10) in pairs
+    assert pairs > pairs0 and knn.tau == quantile_only.tau
+
+
 def test_banned_nodes_force_the_other_corridor():
     """Two corridors from left to right, y=0 (shorter) and y=1; banning the short one's middle
     sends the route through the long one."""
@@ -118,6 +134,7 @@ def test_graph_planner_runs_end_to_end(trained_d2, tmp_path, extra):
     row = res["by_distance"]["1"]
     assert row["episodes"] == 2 and row["model_evals"] > 0
     assert res["graph_encoded_frames"] == 64 * 8  # 64 remembered frames, each held for the 8-frame shortest clip
+    assert 0.0 <= res["graph_no_route_fraction"] <= 1.0  # re-plans that found no route and aimed at the goal
     assert (tmp_path / "filmstrip.png").stat().st_size > 0
     if extra:
         return

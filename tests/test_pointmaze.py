@@ -201,7 +201,8 @@ def test_pointmaze_config_errors_name_the_key():
     from hjepa.planning.config import validate_plan_config
 
     for over, key in ((["env=pointmaze", "env.maze=huge"], "env.maze"), (["env=pointmaze", "env.obs=depth"], "env.obs"),
-                      (["env=pointmaze", "env.action_repeat=0"], "env.action_repeat"), (["eval.max_steps=0"], "eval.max_steps")):
+                      (["env=pointmaze", "env.action_repeat=0"], "env.action_repeat"), (["eval.max_steps=0"], "eval.max_steps"),
+                      (["planner.graph_neighbours=-1"], "planner.graph_neighbours")):
         with pytest.raises(ConfigError, match=key):
             validate_plan_config(_plan_cfg("/tmp", *over))
 

@@ -172,6 +172,7 @@ def plan(cfg: DictConfig) -> dict:
               "distance_label": world.distance_label, "config": OmegaConf.to_container(cfg, resolve=True)}
     if hasattr(planner, "graph_encoded_frames"):  # planner=graph: the one-off cost of encoding its memory
         result["graph_encoded_frames"] = planner.graph_encoded_frames
+        result["graph_no_route_fraction"] = planner.no_route / max(planner.replans, 1)  # re-plans aimed at the goal
     (out / report.RESULTS_FILE).write_text(json.dumps(result, indent=1))
     # figures: this planner plus every other planner evaluated beside it (a multirun's sibling jobs)
     siblings = sorted(out.parent.glob(f"*/{report.RESULTS_FILE}")) if (out.parent / "multirun.yaml").exists() else []

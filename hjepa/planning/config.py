@@ -38,6 +38,7 @@ class PlannerConfig:
     graph_nodes: int = 3000  # graph: frames drawn from the model's training data (seed: eval.seed)
     graph_quantile: float = 0.01  # graph: edges join node pairs whose energy is below this quantile of all pairs
     graph_lookahead: int = 20  # graph: the waypoint handed to level 0 is this many hops along the shortest path
+    graph_neighbours: int = 0  # graph: also join each node to this many lowest-energy nodes (0: the quantile alone)
     graph_cost: str = "graph"  # graph: level-0 rollouts scored by the graph level's energy of each predicted state
     #                            held still (graph) | by the level-0 energy to the waypoint's level-0 latent (level0)
 
@@ -127,6 +128,8 @@ def validate_plan_config(cfg) -> None:
                          ("eval.episodes", e.episodes, 1)))
     if e.max_steps is not None:
         check_at_least((("eval.max_steps", e.max_steps, 1),))
+    if p.graph_neighbours < 0:
+        raise ConfigError("planner.graph_neighbours", p.graph_neighbours, "must be >= 0 (0: off)")
     check_choices((("env", cfg.env.name, ("rooms", "pointmaze")),))
     if cfg.env.name == "pointmaze":
         from ..envs.pointmaze import MAZES

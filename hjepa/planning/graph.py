@@ -74,7 +74,9 @@ class WaypointGraph:
     weighted by its energy, joins every pair whose energy is below ``τ`` (the ``quantile`` of all
     pairwise energies)."""
 
-    def __init__(self, model, latents: list[Tensor], level: int, quantile: float):
+    def __init__(self, model, latents: list[Tensor], level: int, quantile: float, neighbours: int = 0):
+        """``neighbours`` > 0 also joins every node to its ``neighbours`` lowest-energy nodes (both
+        directions), so that sparsely visited states are not left in pieces of their own."""
         self.model, self.latents, self.level = model, latents, level
         z = latents[level]
         self.n = len(z)
@@ -82,7 +84,12 @@ class WaypointGraph:
             energy = model.distance(z[:, None], z[None]).float().cpu().numpy()  # (N, N)
         np.fill_diagonal(energy, np.inf)
         self.tau = float(np.quantile(energy[np.isfinite(energy)], quantile))
-        self.rows, self.cols = np.nonzero(energy < self.tau)  # both directions
+        linked = energy < self.tau
+        if neighbours > 0:
+            knn = np.argsort(energy, axis=1)[:, :neighbours]  # (N, k)
+            linked[np.repeat(np.arange(self.n), knn.shape[1]), knn.ravel()] = True
+            linked |= linked.T
+        self.rows, self.cols = np.nonzero(linked)  # both directions
         self.weights = np.maximum(energy[self.rows, self.cols], 1e-9)
 
     def energies_to(self, z: Tensor) -> np.ndarray:
@@ -141,13 +148,15 @@ class GraphPlanner(FlatPlanner):
                                 "(-1 = the top level)")
         self.graph_level, self.graph = level, None
         self.graph_encoded_frames = 0
+        self.replans = self.no_route = 0  # over all episodes: re-plans, and those with no route (the goal is the waypoint)
 
     def attach_memory(self, frames: np.ndarray, positions: np.ndarray | None) -> None:
         """Encode the memory and build the graph (once per planner)."""
         parts = [encode_held(self.model, self.world.to_model(frames[i: i + 256], self.device), self.action_dim)
                  for i in range(0, len(frames), 256)]
         latents = [torch.cat([p[k] for p in parts]) for k in range(self.model.depth)]
-        self.graph = WaypointGraph(self.model, latents, self.graph_level, self.cfg.graph_quantile)
+        self.graph = WaypointGraph(self.model, latents, self.graph_level, self.cfg.graph_quantile,
+                                   getattr(self.cfg, "graph_neighbours", 0))
         self.node_pos = positions
         self.graph_encoded_frames = len(frames) * self.model.min_clip_len()
 
@@ -180,7 +189,9 @@ class GraphPlanner(FlatPlanner):
         """Episode ``i``'s next waypoint node (-1: the goal itself). When the route has not shortened
         by ``STALL_PROGRESS`` over the last ``STALL_PLANS`` re-plans, the agent is stuck on an edge
         the world does not have (two states that look alike across a wall): the route's first
-        ``planner.graph_lookahead`` nodes are banned for this episode and the route recomputed."""
+        ``planner.graph_lookahead`` nodes are banned for this episode and the route recomputed.
+        With no route at all (the graph in pieces), the goal itself is the waypoint: counted in
+        ``no_route`` (``planner.graph_neighbours`` joins the pieces)."""
         path, length = self.graph.route(e_now, self.goal_energy[i], self.banned[i])
         hist = self.route_lengths[i]
         hist.append(length)
@@ -191,6 +202,8 @@ class GraphPlanner(FlatPlanner):
             self.pruned[i] += 1
             hist.clear()
             path, _ = self.graph.route(e_now, self.goal_energy[i], self.banned[i])
+        self.replans += 1
+        self.no_route += not path
         la = self.cfg.graph_lookahead
         return -1 if len(path) <= la else path[la]
 
