@@ -154,7 +154,7 @@ def test_stalled_route_bans_its_first_nodes(trained_d2):
     env = RoomsEnv((3, 3), 0.4, 0.12, 32, layout="maze")
     cfg = SimpleNamespace(optimizer="cem", samples=8, iterations=1, elites=2, temperature=0.05, init_std=1.0,
                           min_std=0.05, horizon=4, replan_every=2, cost="sum", graph_level=-1, graph_nodes=64,
-                          graph_quantile=0.05, graph_lookahead=2, graph_cost="graph")
+                          graph_quantile=0.05, graph_lookahead=2, graph_neighbours=0, graph_cost="graph")
     p = GraphPlanner(env, cfg, 0, run.model, 2, 16)
     p.attach_memory(*graph_mod.memory_frames(run.cfg.data, 64, 0))
     p.reset(np.array([[0.5, 0.5], [0.5, 0.5]]), np.array([[2.5, 2.5], [2.5, 2.5]]))
@@ -174,7 +174,7 @@ def test_graph_planner_needs_a_memory_and_a_valid_level(trained_d2):
     env = RoomsEnv((3, 3), 0.4, 0.12, 32, layout="maze")
     cfg = SimpleNamespace(optimizer="cem", samples=8, iterations=1, elites=2, temperature=0.05, init_std=1.0,
                           min_std=0.05, horizon=4, replan_every=2, cost="sum", graph_level=2, graph_nodes=64,
-                          graph_quantile=0.05, graph_lookahead=2, graph_cost="graph")
+                          graph_quantile=0.05, graph_lookahead=2, graph_neighbours=0, graph_cost="graph")
     with pytest.raises(PlanningError, match="graph_level=2: this model has levels 0..1"):
         GraphPlanner(env, cfg, 0, run.model, 2, 16)
     cfg.graph_level = -1

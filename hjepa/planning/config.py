@@ -122,14 +122,13 @@ def validate_plan_config(cfg) -> None:
                               ("planner.oracle_cost", p.oracle_cost, ("euclidean", "doorways")),
                    ("planner.graph_cost", p.graph_cost, ("graph", "level0"))))
     check_at_least((("planner.graph_nodes", p.graph_nodes, 2), ("planner.graph_lookahead", p.graph_lookahead, 1),
+                    ("planner.graph_neighbours", p.graph_neighbours, 0),
                     ("planner.samples", p.samples, 2), ("planner.iterations", p.iterations, 1),
                          ("planner.elites", p.elites, 1), ("planner.horizon", p.horizon, 1),
                          ("planner.top_horizon", p.top_horizon, 1), ("planner.replan_every", p.replan_every, 1),
                          ("eval.episodes", e.episodes, 1)))
     if e.max_steps is not None:
         check_at_least((("eval.max_steps", e.max_steps, 1),))
-    if p.graph_neighbours < 0:
-        raise ConfigError("planner.graph_neighbours", p.graph_neighbours, "must be >= 0 (0: off)")
     check_choices((("env", cfg.env.name, ("rooms", "pointmaze")),))
     if cfg.env.name == "pointmaze":
         from ..envs.pointmaze import MAZES

@@ -86,7 +86,7 @@ class WaypointGraph:
         self.tau = float(np.quantile(energy[np.isfinite(energy)], quantile))
         linked = energy < self.tau
         if neighbours > 0:
-            knn = np.argsort(energy, axis=1)[:, :neighbours]  # (N, k)
+            knn = np.argsort(energy, axis=1)[:, :min(neighbours, self.n - 1)]  # (N, k), never a node itself
             linked[np.repeat(np.arange(self.n), knn.shape[1]), knn.ravel()] = True
             linked |= linked.T
         self.rows, self.cols = np.nonzero(linked)  # both directions
@@ -156,7 +156,7 @@ class GraphPlanner(FlatPlanner):
                  for i in range(0, len(frames), 256)]
         latents = [torch.cat([p[k] for p in parts]) for k in range(self.model.depth)]
         self.graph = WaypointGraph(self.model, latents, self.graph_level, self.cfg.graph_quantile,
-                                   getattr(self.cfg, "graph_neighbours", 0))
+                                   self.cfg.graph_neighbours)
         self.node_pos = positions
         self.graph_encoded_frames = len(frames) * self.model.min_clip_len()
 
