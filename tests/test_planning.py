@@ -172,12 +172,21 @@ def test_doorway_oracle_beats_the_euclidean_one_far_away(maze):
     assert rates["doorways"] >= 0.75 and rates["doorways"] > rates["euclidean"]
 
 
-def test_straight_and_random_baselines(maze):
+def test_straight_and_random_baselines(maze, tmp_path):
     tasks = sample_tasks(maze, [0, 4], 6, seed=0)
     res = run_episodes(maze, build_planner("straight", maze, _settings(), 0), tasks, 40, 0.1)
     assert res.success[:6].mean() == 1.0 and res.success[6:].mean() == 0.0  # walls stop it
     r1 = run_episodes(maze, build_planner("random", maze, _settings(), 0), tasks, 10, 0.1)
     r2 = run_episodes(maze, build_planner("random", maze, _settings(), 0), tasks, 10, 0.1)
+    from hjepa.planning import report
+
+    # the failures strip shows the straight controller's failed episodes (all at distance 4), none when all succeed
+    assert report._pick_failed(res, 4) == [6, 7, 8, 9]
+    out = report.plot_filmstrip(maze, res, tmp_path / "failures.png", 4, failed=True)
+    assert out is not None and out.stat().st_size > 0
+    ok = run_episodes(maze, build_planner("straight", maze, _settings(), 0), sample_tasks(maze, [0], 2, seed=0), 40, 0.1)
+    assert report.plot_filmstrip(maze, ok, tmp_path / "failures.png", 4, failed=True) is None
+    assert not (tmp_path / "failures.png").exists()  # no stale strip from the call before
     assert np.array_equal(r1.paths, r2.paths)
 
 
@@ -249,6 +258,36 @@ def test_hierarchical_budget_is_counted_per_level(trained_runs, tmp_path):
     assert res["by_distance"]["0"]["model_evals"] == 8 * 3 * 2 + 8 * 4 * 2
 
 
+def test_set_distance_is_the_distance_to_the_nearest_member(model_d2):
+    from hjepa.planning.planners import set_distance
+
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(3, 5, 4, 32, generator=g)  # (n, N, H, D)
+    goals = torch.randn(3, 6, 32, generator=g)  # (n, G, D)
+    e = set_distance(model_d2, pred, goals)
+    each = torch.stack([model_d2.distance(pred, goals[:, j, None, None]) for j in range(6)], -1)
+    assert e.shape == (3, 5, 4)
+    torch.testing.assert_close(e, each.min(-1).values)
+    assert (e < each.mean(-1)).all()  # a real minimum, not a mean
+    torch.testing.assert_close(set_distance(model_d2, pred, goals[:, 0]), each[..., 0])  # one goal (n, D)
+
+
+def test_planner_seed_redraws_the_planner_but_not_the_tasks(tmp_path):
+    """``eval.planner_seed`` reseeds the planner's draws only: the deterministic straight-line
+    controller gives the same episodes under any planner seed (the tasks are ``eval.seed``'s),
+    random actions change, and ``planner_seed = eval.seed`` is the default."""
+    from hjepa.planning.cli import plan
+
+    def final(planner, *extra):
+        res = plan(_plan_cfg(None, planner, tmp_path, "eval.episodes=6", "eval.max_steps=8", "eval.energy_map=false",
+                             *extra))
+        return [res["by_distance"][d]["final_distance"] for d in ("0", "1")]
+
+    assert final("straight", "eval.planner_seed=5") == final("straight")
+    assert final("random", "eval.planner_seed=0") == final("random")
+    assert final("random", "eval.planner_seed=1") != final("random")
+
+
 def test_hjepa_plan_cli_prints_json_last_and_clear_errors(trained_runs, tmp_path):
     base = [sys.executable, "-m", "hjepa.planning.cli", "tracking.enabled=false", f"hydra.run.dir={tmp_path / 'o'}",
             "eval.episodes=1", "eval.distances=[0]", "eval.max_steps=3", "planner.samples=4", "planner.iterations=1"]
@@ -262,6 +301,7 @@ def test_hjepa_plan_cli_prints_json_last_and_clear_errors(trained_runs, tmp_path
         (["planner=oracle", "eval.goal=[5.0,0.5]"], "inside the map"),
         (["planner=flat"], "trained model"),
         (["planner=oracle", "planner.optimizer=adam"], "planner.optimizer"),
+        (["planner=oracle", "eval.goal_velocity=any"], "eval.goal_velocity"),
     ]
     for extra, msg in cases:
         r = subprocess.run(base + extra, capture_output=True, text=True, timeout=300)

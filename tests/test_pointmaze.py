@@ -104,6 +104,24 @@ def test_goal_frame_is_the_render_of_a_ball_resting_at_the_goal(umaze_pixels):
 
 def test_goal_state_vector_is_the_goal_at_rest(umaze_state):
     np.testing.assert_array_equal(umaze_state.goal_frames(np.array([[0.5, -1.0]])), [[0.5, -1.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(umaze_state.goal_set(np.array([[0.5, -1.0]])), [[[0.5, -1.0, 0.0, 0.0]]])
+
+
+def test_goal_at_any_velocity_is_the_position_with_a_set_of_velocities():
+    pytest.importorskip("gymnasium_robotics")
+    from hjepa.planning.worlds import PointMazeWorld
+
+    w = PointMazeWorld("PointMaze_UMaze-v3", "state", action_repeat=10, goal_velocity="any")
+    try:
+        s = w.goal_set(np.array([[0.5, -1.0], [-1.0, 1.0]]))
+    finally:
+        w.close()
+    assert s.shape == (2, 17, 4)
+    np.testing.assert_array_equal(s[:, 0], [[0.5, -1.0, 0, 0], [-1.0, 1.0, 0, 0]])  # the resting goal first
+    np.testing.assert_array_equal(s[1, :, :2], np.tile([-1.0, 1.0], (17, 1)))  # every member at the goal position
+    np.testing.assert_allclose(sorted(np.linalg.norm(s[0, :, 2:], axis=1).round(6)), [0.0] + [1.5] * 8 + [3.0] * 8)
+    with pytest.raises(ValueError, match="state observations"):
+        PointMazeWorld("PointMaze_UMaze-v3", "pixels", 32, goal_velocity="any")
 
 
 def test_maze_tasks_sit_at_their_bfs_distance_and_are_fixed_by_seed(umaze_state):
@@ -246,3 +264,43 @@ def test_pointmaze_presets_differ_in_depth_only():
     assert (d2.model.depth, d1.model.depth) == (2, 1)
     assert list(d2.model.geometry_weight) == [10.0, 10.0] and list(d1.model.geometry_weight) == [10.0]
     assert d2.train.steps == d1.train.steps == 3000 and d2.data == d1.data
+
+
+def test_goal_at_any_velocity_plans_end_to_end(umaze_state_run, tmp_path):
+    """eval.goal_velocity=any: every model planner scores against the goal set and runs; on pixels it
+    is a clear config error."""
+    from hjepa.config import ConfigError
+    from hjepa.planning.cli import plan
+
+    for planner in ("flat", "hierarchical", "graph"):
+        over = [f"run={umaze_state_run}", f"planner={planner}", "eval.goal_velocity=any", "eval.episodes=2",
+                "eval.distances=[1]", "eval.max_steps=3", "planner.samples=8", "planner.iterations=2",
+                "planner.horizon=4", "planner.graph_nodes=32", "threads=1"]
+        res = plan(_plan_cfg(tmp_path / planner, *over))
+        assert res["by_distance"]["1"]["episodes"] == 2 and res["by_distance"]["1"]["model_evals"] > 0
+    with pytest.raises(ConfigError, match="eval.goal_velocity.*state observations"):
+        plan(_plan_cfg(tmp_path, "env=pointmaze", "env.maze=umaze", "env.obs=pixels", "planner=random",
+                       "eval.goal_velocity=any"))
+
+
+def test_velocity_trap_script_energies_to_the_goal_set_are_never_higher(umaze_state_run, capsys):
+    """experiments/pointmaze_velocity_trap.py: 16 held actions, true and predicted energies; the goal
+    set contains the resting goal, so every energy to its nearest member is <= the energy to rest."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "pointmaze_velocity_trap.py"
+    spec = importlib.util.spec_from_file_location("velocity_trap", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    tables = {}
+    for gv in ("rest", "any"):
+        mod.main([str(umaze_state_run), "--start", "1.0", "-1.0", "--goal", "-1.1", "1.1", "--horizon", "3",
+                  "--goal-velocity", gv])
+        rows = [ln.split("|") for ln in capsys.readouterr().out.splitlines()[2:]]
+        assert len(rows) == 16
+        tables[gv] = {r[0].strip(): [float(x) for x in (r[3] + r[4]).split()] for r in rows}  # action -> 4 energies
+    assert tables["rest"].keys() == tables["any"].keys()
+    for action, rest in tables["rest"].items():
+        assert all(a <= r + 1e-6 for a, r in zip(tables["any"][action], rest)), action
+    assert any(a < r - 1e-6 for act in tables["rest"] for a, r in zip(tables["any"][act], tables["rest"][act]))

@@ -54,8 +54,8 @@ def world_for(cfg: DictConfig, run=None) -> World:
         if d.name == "rooms":
             return RoomsWorld(env_for(cfg, run), cfg.eval.success_radius)
         if d.name == "gym" and is_pointmaze(str(d.get("env_id", ""))):
-            return PointMazeWorld(str(d.env_id), str(d.get("obs", "pixels")), int(d.image_size),
-                                  int(d.get("action_repeat", 1)))
+            return _pointmaze(cfg, str(d.env_id), str(d.get("obs", "pixels")), int(d.image_size),
+                              int(d.get("action_repeat", 1)))
         raise PlanningError(f"hjepa-plan plans in the rooms world or PointMaze; run {cfg.run} was trained on "
                             f"data={d.name}{' ' + str(d.get('env_id')) if d.get('env_id') else ''}: train on "
                             "data=rooms or data=gym data.env_id=PointMaze_Medium-v3 (or UMaze / Large)")
@@ -63,8 +63,18 @@ def world_for(cfg: DictConfig, run=None) -> World:
         from ..envs.pointmaze import maze_env_id
 
         e = cfg.env
-        return PointMazeWorld(maze_env_id(e.maze), e.obs, e.image_size, e.action_repeat)
+        return _pointmaze(cfg, maze_env_id(e.maze), e.obs, e.image_size, e.action_repeat)
+    if cfg.eval.goal_velocity != "rest":
+        raise ConfigError("eval.goal_velocity", cfg.eval.goal_velocity, "applies to PointMaze from state "
+                          "(data.obs=state); the rooms world's frames show no velocity: use rest")
     return RoomsWorld(env_for(cfg), cfg.eval.success_radius)
+
+
+def _pointmaze(cfg: DictConfig, env_id: str, obs: str, image_size: int, action_repeat: int) -> PointMazeWorld:
+    if cfg.eval.goal_velocity == "any" and obs != "state":
+        raise ConfigError("eval.goal_velocity", "any", f"needs state observations (this world's are {obs}: "
+                          "a single frame shows no velocity): use rest")
+    return PointMazeWorld(env_id, obs, image_size, action_repeat, cfg.eval.goal_velocity)
 
 
 def model_run_id(ref: str | None, ckpt: Path | None) -> str:
@@ -157,11 +167,12 @@ def plan(cfg: DictConfig) -> dict:
     model = run.model if run is not None else None
     action_dim = int(run.model.levels[0].action_dim) if run is not None else 2
     clip_len = int(run.cfg.data.clip_len) if run is not None else 0
-    planner = build_planner(cfg.planner.name, world, cfg.planner, cfg.eval.seed, model, action_dim, clip_len)
+    planner_seed = cfg.eval.seed if cfg.eval.planner_seed is None else cfg.eval.planner_seed
+    planner = build_planner(cfg.planner.name, world, cfg.planner, planner_seed, model, action_dim, clip_len)
     if hasattr(planner, "attach_memory"):  # planner=graph: remembered states from the model's training data
         from .graph import memory_frames
 
-        planner.attach_memory(*memory_frames(run.cfg.data, cfg.planner.graph_nodes, cfg.eval.seed))
+        planner.attach_memory(*memory_frames(run.cfg.data, cfg.planner.graph_nodes, planner_seed))
     with tqdm(total=None, desc=f"hjepa-plan {cfg.planner.name}", unit="step", disable=not sys.stderr.isatty()) as bar:
         res = run_episodes(world, planner, tasks, max_steps, cfg.eval.success_radius,
                            cfg.eval.batch_episodes, progress=bar)
@@ -180,6 +191,8 @@ def plan(cfg: DictConfig) -> dict:
     figs = [report.plot_success(curves, out / "success_vs_distance.png", title=f"model {mid or cfg.run or '-'}",
                                 xlabel=world.distance_label),
             report.plot_filmstrip(world, res, out / "filmstrip.png", cfg.eval.filmstrip_episodes, label),
+            report.plot_filmstrip(world, res, out / "failures.png", cfg.eval.filmstrip_episodes,
+                                  f"{label}: failed episodes", failed=True),
             report.write_gif(world, res, out / "episodes.gif", cfg.eval.filmstrip_episodes, label=label)]
     if run is not None and cfg.eval.energy_map and not isinstance(world, RoomsWorld):
         log.warning("world-state energy maps are drawn for the rooms world only: skipped in %s", world.name)
@@ -201,7 +214,8 @@ def plan(cfg: DictConfig) -> dict:
                          **{f"plan/level{k}/geodesic_spearman": r for k, r in enumerate(result.get("geodesic_spearman", []))}},
                         step=0)
     for f in figs:
-        tracker.log_artifact(f)
+        if f is not None:  # failures.png: only when an episode failed
+            tracker.log_artifact(f)
     tracker.log_artifact(out / report.RESULTS_FILE)
     tracker.end()
     world.close()

@@ -35,7 +35,7 @@ class PlannerConfig:
     #                              (ablation: no top-level search; lower rollouts are scored by the top energy to the goal)
     oracle_cost: str = "euclidean"  # oracle: euclidean | doorways
     graph_level: int = -1  # graph: whose energy links remembered states (-1 = the top level, 0 = flat distances)
-    graph_nodes: int = 3000  # graph: frames drawn from the model's training data (seed: eval.seed)
+    graph_nodes: int = 3000  # graph: frames drawn from the model's training data (seed: eval.planner_seed, else eval.seed)
     graph_quantile: float = 0.01  # graph: edges join node pairs whose energy is below this quantile of all pairs
     graph_lookahead: int = 20  # graph: the waypoint handed to level 0 is this many hops along the shortest path
     graph_neighbours: int = 0  # graph: also join each node to this many lowest-energy nodes (0: the quantile alone)
@@ -46,12 +46,16 @@ class PlannerConfig:
 @dataclass
 class PlanEvalConfig:
     episodes: int = 50  # per distance (room-graph, or maze cells in PointMaze)
-    seed: int = 0  # start/goal pairs and the planner's sampling
+    seed: int = 0  # start/goal pairs, and the planner's sampling unless planner_seed is set
+    goal_velocity: str = "rest"  # rest: the goal is the agent resting there | any (PointMaze from state): its
+    #                              position at any velocity, scored by the nearest of a set of goal states
+    planner_seed: Optional[int] = None  # the planner's own draws (optimiser samples, random actions, the graph's
+    #                                     memory) apart from the tasks: the same episodes under other draws
     distances: Optional[List[int]] = None  # default: rooms 0 .. the map's largest; PointMaze 4 tiers 1 .. largest
     max_steps: Optional[int] = None  # default: rooms 150; PointMaze the env's time limit / action_repeat
     success_radius: float = 0.1  # room widths (rooms; PointMaze uses its own 0.45 m)
     batch_episodes: int = 0  # episodes planned together (0 = all)
-    filmstrip_episodes: int = 4
+    filmstrip_episodes: int = 4  # filmstrip.png: one episode per distance; failures.png: failed episodes, farthest first
     energy_map: bool = True  # rooms, with a model: world-state energy maps + per-level Spearman with geodesic distance
     goal: Optional[List[float]] = None  # plan one episode to this world position [x, y] instead
     start: Optional[List[float]] = None  # ...from here (default: the centre of room 0)
@@ -120,7 +124,8 @@ def validate_plan_config(cfg) -> None:
                               ("planner.cost", p.cost, ("terminal", "sum")), ("planner.macro", p.macro, ("held", "latent")),
                               ("planner.subgoals", p.subgoals, ("predicted", "goal")),
                               ("planner.oracle_cost", p.oracle_cost, ("euclidean", "doorways")),
-                   ("planner.graph_cost", p.graph_cost, ("graph", "level0"))))
+                   ("planner.graph_cost", p.graph_cost, ("graph", "level0")),
+                   ("eval.goal_velocity", e.goal_velocity, ("rest", "any"))))
     check_at_least((("planner.graph_nodes", p.graph_nodes, 2), ("planner.graph_lookahead", p.graph_lookahead, 1),
                     ("planner.graph_neighbours", p.graph_neighbours, 0),
                     ("planner.samples", p.samples, 2), ("planner.iterations", p.iterations, 1),

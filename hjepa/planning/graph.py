@@ -35,7 +35,7 @@ from einops import rearrange, repeat
 from torch import Tensor
 
 from .goals import encode_held
-from .planners import PLANNERS, FlatPlanner, PlanningError
+from .planners import PLANNERS, FlatPlanner, PlanningError, set_distance
 
 __all__ = ["WaypointGraph", "GraphPlanner", "memory_frames", "held_summary"]
 
@@ -164,7 +164,8 @@ class GraphPlanner(FlatPlanner):
         super().reset(starts, goals)
         if self.graph is None:
             raise PlanningError("planner=graph needs a memory: hjepa-plan attaches the run's training data")
-        self.goal_energy = self.graph.energies_to(self.goal_latents[self.graph_level])  # (E, N)
+        sets = self.goal_sets[self.graph_level]  # (E, G, D): each node's energy to the nearest member
+        self.goal_energy = np.min([self.graph.energies_to(sets[:, j]) for j in range(sets.shape[1])], 0)  # (E, N)
         self._sub = np.full((len(goals), 2), np.nan)
         self.banned = np.zeros((len(goals), self.graph.n), bool)
         self.route_lengths: list[list[float]] = [[] for _ in goals]
@@ -177,9 +178,11 @@ class GraphPlanner(FlatPlanner):
         w = np.array([self._waypoint(i, e_now[r]) for r, i in enumerate(idx)])  # -1: the goal itself
         if self.node_pos is not None:
             self._sub[idx] = np.where(w[:, None] < 0, self.goals[idx], self.node_pos[w])
-        # the waypoints at level 0 (what the flat planner aims at) and at the graph's level (its cost)
-        self._waypoint_latents = [torch.where(torch.from_numpy(w < 0).to(self.device)[:, None], self.goal_latents[k][idx],
-                                              self.graph.latents[k][w]) for k in (0, self.graph_level)]
+        # the waypoints at level 0 (what the flat planner aims at) and at the graph's level (its cost), as
+        # sets (n, G, D): the goal's own set, or one node repeated
+        at_goal = torch.from_numpy(w < 0).to(self.device)[:, None, None]
+        self._waypoint_latents = [torch.where(at_goal, self.goal_sets[k][idx], self.graph.latents[k][w][:, None])
+                                  for k in (0, self.graph_level)]
         return super().plan(idx, hist)
 
     def level0_target(self, idx):
@@ -214,7 +217,7 @@ class GraphPlanner(FlatPlanner):
             return super().energy(k, pred, goal)
         n, c, h, _ = pred.shape
         up = held_summary(self.model, rearrange(pred, "n c h d -> (n c h) d"), self.graph_level)
-        e = self.model.distance(rearrange(up, "(n c h) d -> n c h d", n=n, c=c), self._waypoint_latents[1][:, None, None])
+        e = set_distance(self.model, rearrange(up, "(n c h) d -> n c h d", n=n, c=c), self._waypoint_latents[1])
         return e[..., -1] if self.cfg.cost == "terminal" else e.mean(-1)
 
     def subgoals(self):

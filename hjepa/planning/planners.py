@@ -212,6 +212,16 @@ class OraclePlanner(MPCPlanner):
         return self._targets
 
 
+def set_distance(model: HJEPA, pred: Tensor, goal: Tensor) -> Tensor:
+    """``D`` of predicted latents ``(n, N, H, D)`` to ``goal (n, D)``, or to the nearest member of a
+    goal set ``(n, G, D)`` (one member at a time: memory as for one goal): ``(n, N, H)``."""
+    goal = goal[:, None] if goal.dim() == 2 else goal
+    e = model.distance(pred, goal[:, 0, None, None])
+    for j in range(1, goal.shape[1]):
+        e = torch.minimum(e, model.distance(pred, goal[:, j, None, None]))
+    return e
+
+
 class _ModelPlanner(MPCPlanner):
     """Shared by the latent planners: the model, goal latents, encoding of the observed history."""
 
@@ -222,8 +232,10 @@ class _ModelPlanner(MPCPlanner):
 
     def reset(self, starts, goals):
         super().reset(starts, goals)
-        frames = self.world.to_model(self.world.goal_frames(goals), self.device)
-        self.goal_latents = encode_held(self.model, frames, self.action_dim)  # [(E, D_k)]
+        frames = self.world.goal_set(goals)  # (E, G, *obs): the resting goal first
+        e = frames.shape[0]
+        flat = self.world.to_model(rearrange(frames, "e g ... -> (e g) ..."), self.device)
+        self.goal_sets = [rearrange(z, "(e g) d -> e g d", e=e) for z in encode_held(self.model, flat, self.action_dim)]
 
     @torch.no_grad()
     def encode_history(self, idx: np.ndarray, hist: History, length: int):
@@ -235,9 +247,10 @@ class _ModelPlanner(MPCPlanner):
         return zs, acts, ctxs
 
     def energy(self, k: int, pred: Tensor, goal: Tensor) -> Tensor:
-        """Level-k energy of predicted latents ``(n, N, H, D)`` to ``goal (n, D)``: ``(n, N)``
-        (``planner.cost=terminal``: the last step; ``sum``: the mean over steps)."""
-        e = self.model.distance(pred, goal[:, None, None])
+        """Level-k energy of predicted latents ``(n, N, H, D)`` to ``goal (n, D)``, or to the nearest
+        member of a goal set ``(n, G, D)`` at each step: ``(n, N)`` (``planner.cost=terminal``: the
+        last step; ``sum``: the mean over steps)."""
+        e = set_distance(self.model, pred, goal)
         return e[..., -1] if self.cfg.cost == "terminal" else e.mean(-1)
 
 
@@ -258,8 +271,8 @@ class FlatPlanner(_ModelPlanner):
         return actions.numpy(), roll.evals
 
     def level0_target(self, idx: np.ndarray) -> Tensor:
-        """The level-0 latents ``(n, D_0)`` episodes ``idx`` plan toward: their goals."""
-        return self.goal_latents[0][idx]
+        """What episodes ``idx`` plan toward at level 0: their goal sets ``(n, G, D_0)``."""
+        return self.goal_sets[0][idx]
 
 
 def future_macro_actions(model: HJEPA, k: int, primitive: Tensor) -> Tensor:
@@ -351,7 +364,7 @@ class HierarchicalPlanner(_ModelPlanner):
         span = m.spans[k]
         roll = CandidateRollout(m, k)
         roll.prefix(zs[k], acts[k][:, :-1], ctxs[k])
-        goal = self.goal_latents[k][idx]
+        goal = self.goal_sets[k][idx]
         w = 1.0 if subgoal is None else self.cfg.goal_weight
         cache: dict[str, Tensor] = {}
 
@@ -361,7 +374,7 @@ class HierarchicalPlanner(_ModelPlanner):
             total = w * self.energy(k, pred, goal) if w else 0.0
             if subgoal is not None:  # the upper level's energy of each summarised window of the rollout
                 summary = m.levels[k + 1].encoder(rearrange(pred, "n k h d -> (n k) h d"))  # (nN, windows, D)
-                up = m.distance(rearrange(summary, "(n k) w d -> n k w d", n=n), subgoal[:, None, None])
+                up = set_distance(m, rearrange(summary, "(n k) w d -> n k w d", n=n), subgoal)
                 total = total + (up[..., -1] if self.cfg.cost == "terminal" else up.mean(-1))
             cache["pred"] = pred
             return total.cpu()
@@ -390,7 +403,7 @@ class HierarchicalPlanner(_ModelPlanner):
         subgoal, evals = None, 0
         top = m.depth - 1
         if self.cfg.subgoals == "goal":  # ablation: no search at the top, it hands down the goal itself
-            subgoal, top = self.goal_latents[top][idx], top - 1
+            subgoal, top = self.goal_sets[top][idx], top - 1
         for k in reversed(range(top + 1)):
             best, subgoal, n_eval = self._level_plan(k, idx, zs, acts, ctxs, subgoal)
             evals += n_eval

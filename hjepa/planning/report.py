@@ -60,6 +60,12 @@ def _pick(res: EpisodeResults, n: int) -> list[int]:
     return sorted(out[:n], key=lambda i: res.distance[i])
 
 
+def _pick_failed(res: EpisodeResults, n: int) -> list[int]:
+    """Up to ``n`` failed episodes, farthest distance first (in episode order within a distance)."""
+    failed = np.flatnonzero(~res.success)
+    return sorted(failed[np.argsort(-res.distance[failed], kind="stable")][:n].tolist(), key=lambda i: res.distance[i])
+
+
 def _draw(ax, bg, extent, res: EpisodeResults, i: int, upto: int | None = None) -> None:
     ax.imshow(bg, extent=extent, origin="upper")
     p = res.paths[i][: (upto or len(res.paths[i])) + 1]
@@ -76,10 +82,15 @@ def _draw(ax, bg, extent, res: EpisodeResults, i: int, upto: int | None = None) 
     ax.set_xticks([]), ax.set_yticks([])
 
 
-def plot_filmstrip(env: "World", res: EpisodeResults, path: Path, n: int = 4, label: str = "") -> Path:
-    """Whole episodes side by side: executed path (blue), start, goal, subgoals (purple crosses)."""
+def plot_filmstrip(env: "World", res: EpisodeResults, path: Path, n: int = 4, label: str = "",
+                   failed: bool = False) -> Path | None:
+    """Whole episodes side by side: executed path (blue), start, goal, subgoals (purple crosses).
+    One per distance; ``failed``: up to ``n`` failed episodes instead (None when none failed)."""
     plt = _plt()
-    idx = _pick(res, n)
+    idx = _pick_failed(res, n) if failed else _pick(res, n)
+    if not idx:
+        path.unlink(missing_ok=True)  # a failures strip left by an earlier run in this folder
+        return None
     bg, extent = as_world(env).background()
     fig, axes = plt.subplots(1, len(idx), figsize=(2.6 * len(idx), 2.9), constrained_layout=True, squeeze=False)
     for ax, i in zip(axes[0], idx):

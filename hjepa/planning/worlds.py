@@ -47,6 +47,12 @@ class World:
         """Observations of the agent resting at each goal ``(M, 2)`` → ``(M, *obs)``."""
         raise NotImplementedError
 
+    def goal_set(self, goals: np.ndarray) -> np.ndarray:
+        """Every observation that counts as being at each goal: ``(M, G, *obs)``, the resting one
+        (``goal_frames``) first. Planners score a predicted state by its nearest member. Here: the
+        resting observation alone (G = 1)."""
+        return self.goal_frames(goals)[:, None]
+
     def straight_action(self, pos: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """``(E, A)`` actions that head from ``pos`` straight for ``goals``, ignoring walls."""
         raise NotImplementedError
@@ -132,9 +138,20 @@ class PointMazeWorld(World):
     name = "pointmaze"
     distance_label = "maze-cell distance from start to goal (shortest path, cells)"
 
-    def __init__(self, env_id: str, obs: str = "pixels", image_size: int = 64, action_repeat: int = 1):
+    GOAL_SPEEDS = (1.5, 3.0)  # m/s, 8 directions each, with goal_velocity="any" (training data: median speed 1.6)
+
+    def __init__(self, env_id: str, obs: str = "pixels", image_size: int = 64, action_repeat: int = 1,
+                 goal_velocity: str = "rest"):
+        """``goal_velocity``: ``rest`` — the goal is the ball resting there; ``any`` (``obs=state``
+        only) — the goal is its position at any velocity, as the environment's success flag has it:
+        the goal set holds ``(x_g, y_g, v)`` for v = 0 and ``GOAL_SPEEDS`` in 8 directions."""
         from ..envs.pointmaze import PointMazeBatch
 
+        if goal_velocity not in ("rest", "any"):
+            raise ValueError(f"goal_velocity={goal_velocity!r}: choose rest or any")
+        if goal_velocity == "any" and obs != "state":
+            raise ValueError("goal_velocity=any needs state observations (a single frame shows no velocity)")
+        self.goal_velocity = goal_velocity
         self.batch = PointMazeBatch(env_id, obs, image_size, action_repeat)
         # the environment's own time limit, in planned (repeated) actions
         self.default_max_steps = max(1, self.batch.max_episode_steps // self.batch.action_repeat)
@@ -152,6 +169,16 @@ class PointMazeWorld(World):
 
     def goal_frames(self, goals):
         return self.batch.goal_observations(goals)
+
+    def goal_set(self, goals):
+        rest = self.batch.goal_observations(goals)
+        if self.goal_velocity == "rest":
+            return rest[:, None]
+        angles = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+        vel = [(0.0, 0.0)] + [(s * np.cos(a), s * np.sin(a)) for s in self.GOAL_SPEEDS for a in angles]
+        out = np.repeat(rest[:, None], len(vel), 1)
+        out[:, :, 2:4] = np.asarray(vel, np.float32)  # state (x, y, x_dot, y_dot)
+        return out
 
     def straight_action(self, pos, goals):
         """Full force along the straight line to the goal (the ball's inertia is ignored too)."""
