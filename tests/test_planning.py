@@ -302,6 +302,7 @@ def test_hjepa_plan_cli_prints_json_last_and_clear_errors(trained_runs, tmp_path
         (["planner=flat"], "trained model"),
         (["planner=oracle", "planner.optimizer=adam"], "planner.optimizer"),
         (["planner=oracle", "eval.goal_velocity=any"], "eval.goal_velocity"),
+        (["planner=flat", f"run={trained_runs[2]}", "eval.goal_velocity=any"], "eval.goal_velocity"),  # a rooms run
     ]
     for extra, msg in cases:
         r = subprocess.run(base + extra, capture_output=True, text=True, timeout=300)

@@ -52,7 +52,7 @@ def world_for(cfg: DictConfig, run=None) -> World:
     if run is not None:
         d = run.cfg.data
         if d.name == "rooms":
-            return RoomsWorld(env_for(cfg, run), cfg.eval.success_radius)
+            return _rooms(cfg, env_for(cfg, run))
         if d.name == "gym" and is_pointmaze(str(d.get("env_id", ""))):
             return _pointmaze(cfg, str(d.env_id), str(d.get("obs", "pixels")), int(d.image_size),
                               int(d.get("action_repeat", 1)))
@@ -64,16 +64,23 @@ def world_for(cfg: DictConfig, run=None) -> World:
 
         e = cfg.env
         return _pointmaze(cfg, maze_env_id(e.maze), e.obs, e.image_size, e.action_repeat)
-    if cfg.eval.goal_velocity != "rest":
-        raise ConfigError("eval.goal_velocity", cfg.eval.goal_velocity, "applies to PointMaze from state "
-                          "(data.obs=state); the rooms world's frames show no velocity: use rest")
-    return RoomsWorld(env_for(cfg), cfg.eval.success_radius)
+    return _rooms(cfg, env_for(cfg))
+
+
+def _check_goal_velocity(cfg: DictConfig, obs: str) -> None:
+    """``eval.goal_velocity=any`` varies the goal's velocity, which only a state vector shows."""
+    if cfg.eval.goal_velocity == "any" and obs != "state":
+        raise ConfigError("eval.goal_velocity", "any", f"needs state observations (PointMaze with data.obs=state); "
+                          f"this world's are {obs}, and a single frame shows no velocity: use rest")
+
+
+def _rooms(cfg: DictConfig, env: RoomsEnv) -> RoomsWorld:
+    _check_goal_velocity(cfg, "rooms frames")
+    return RoomsWorld(env, cfg.eval.success_radius)
 
 
 def _pointmaze(cfg: DictConfig, env_id: str, obs: str, image_size: int, action_repeat: int) -> PointMazeWorld:
-    if cfg.eval.goal_velocity == "any" and obs != "state":
-        raise ConfigError("eval.goal_velocity", "any", f"needs state observations (this world's are {obs}: "
-                          "a single frame shows no velocity): use rest")
+    _check_goal_velocity(cfg, obs)
     return PointMazeWorld(env_id, obs, image_size, action_repeat, cfg.eval.goal_velocity)
 
 
