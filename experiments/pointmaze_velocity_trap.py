@@ -26,7 +26,7 @@ import torch
 from hjepa.api import load_run
 from hjepa.planning.goals import encode_held
 from hjepa.planning.graph import held_summary
-from hjepa.planning.planners import History
+from hjepa.planning.planners import History, set_distance
 from hjepa.planning.rollout import CandidateRollout
 from hjepa.planning.worlds import PointMazeWorld
 
@@ -65,8 +65,8 @@ def main(argv=None) -> None:
         true = encode_held(m, world.to_model(obs), ad)
         g = encode_held(m, world.to_model(world.goal_set(goal)[0]), ad)  # [(G, D_k)]: the goal set's members
 
-        def energy(z, lvl):  # to the nearest member of the goal set: (K,)
-            return m.distance(z[:, None], g[lvl][None]).min(1).values.numpy()
+        def energy(z, lvl):  # latents (K, D) to the nearest member of the goal set, as the planners score: (K,)
+            return set_distance(m, z[None, :, None], g[lvl][None])[0, :, 0].numpy()
 
         e0_pred, e0_true = energy(pred, 0), energy(true[0], 0)
         et_pred = energy(held_summary(m, pred, top), top) if top else e0_pred
